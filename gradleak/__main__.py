@@ -1,0 +1,5 @@
+import sys
+
+from gradleak.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``gradleak`` subcommand, each with ``register(subparsers)``."""

@@ -1,0 +1,206 @@
+"""The victim side of federated learning: clients, local training, and one round.
+
+The loss is defined once (:func:`loss_fn`) and used both by clients computing updates and by
+attacks modelling them, so the two can never disagree (a known pitfall is a client using
+``0.5 * CE`` while the attacker matches ``CE``). Local training is functional
+(``torch.func.functional_call`` on a parameter dict), so an attack can unroll exactly the same
+steps with ``create_graph=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from gradleak.defenses import ClientContext, DefenseStack, Update
+from gradleak.errors import GradleakError
+from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
+
+Params = dict[str, torch.Tensor]
+StepGradient = Callable[[nn.Module, Params, torch.Tensor, torch.Tensor], Update]
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the batch; ``targets`` are class indices or probability rows."""
+    return F.cross_entropy(logits, targets)
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def batch_gradient(
+    model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False
+) -> Update:
+    """d loss_fn(model(x), y) / d params, for the trainable parameters in ``model.parameters()`` order.
+
+    With ``create_graph=True`` the result stays differentiable with respect to ``x`` (and ``y``),
+    which is what gradient matching optimises through.
+    """
+    names = trainable_names(model)
+    if not create_graph:
+        params = {n: (p.detach().requires_grad_(True) if n in names else p) for n, p in params.items()}
+    logits = functional_call(model, params, (x,))
+    return torch.autograd.grad(loss_fn(logits, y), [params[n] for n in names], create_graph=create_graph)
+
+
+def minibatches(num_examples: int, local: LocalTraining) -> list[slice]:
+    """The slice of local data each step uses: consecutive mini-batches, cycling in order."""
+    size = local.batch_size or num_examples
+    steps_per_epoch = max(1, -(-num_examples // size))
+    slices = []
+    for step in range(local.local_steps):
+        start = (step % steps_per_epoch) * size
+        slices.append(slice(start, min(start + size, num_examples)))
+    return slices
+
+
+def local_update(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    local: LocalTraining,
+    step_gradient: StepGradient | None = None,
+) -> Update:
+    """A client's upload: the gradient (FedSGD) or ``w_after - w_before`` after SGD steps (FedAvg).
+
+    ``x`` is already normalised. ``step_gradient`` replaces each step's gradient (DP-SGD).
+    """
+    step_gradient = step_gradient or batch_gradient
+    names = trainable_names(model)
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    if local.algorithm == "fedsgd":
+        return tuple(step_gradient(model, params, x, y))
+    start = {n: params[n] for n in names}
+    for piece in minibatches(len(x), local):
+        grads = step_gradient(model, params, x[piece], y[piece])
+        params = {**params, **{n: params[n] - local.learning_rate * g for n, g in zip(names, grads)}}
+    return tuple(params[n] - start[n] for n in names)
+
+
+@dataclass
+class Client:
+    """One participant with its own data slice: images in [0, 1] and labels."""
+
+    client_id: int
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels) or len(self.images) == 0:
+            raise GradleakError(f"client {self.client_id} needs as many labels as images, and at least one")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def upload(
+        self,
+        global_model: nn.Module,
+        normalization: Normalization,
+        local: LocalTraining,
+        defenses: DefenseStack,
+        generator: torch.Generator,
+        model_mode: str = "train",
+    ) -> Update:
+        """Train on a private copy of the global model and return the (defended) update."""
+        model = copy.deepcopy(global_model).train(model_mode == "train")
+        device = next(model.parameters()).device
+        x = normalization.normalize(self.images.to(device))
+        y = self.labels.to(device)
+        step = next(iter(defenses.at("step")), None)
+        step_gradient = (lambda m, p, xb, yb: step.step_gradient(m, p, xb, yb, generator)) if step else None
+        update = local_update(model, x, y, local, step_gradient)
+        context = ClientContext(self.client_id, len(self), generator)
+        for defense in defenses.at("client"):
+            update = defense.on_upload(update, context)
+        return tuple(u.detach() for u in update)
+
+
+def split_clients(images: torch.Tensor, labels: torch.Tensor, num_clients: int) -> list[Client]:
+    """Give each of ``num_clients`` clients a consecutive, equal slice of the data."""
+    if num_clients < 1 or len(images) < num_clients:
+        raise GradleakError(f"cannot split {len(images)} examples over {num_clients} clients")
+    size = len(images) // num_clients
+    return [Client(k, images[k * size : (k + 1) * size], labels[k * size : (k + 1) * size]) for k in range(num_clients)]
+
+
+def noise_generator(seed: int | None = None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator for DP noise: seeded from the OS CSPRNG unless an experiment fixes ``seed``."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(secrets.randbits(63) if seed is None else seed)
+    return generator
+
+
+@dataclass(frozen=True, eq=False)
+class Round:
+    """One round's outcome: the server's view, the truth kept apart, what is released, costs."""
+
+    view: ServerView
+    truth: Truth
+    released: Update
+    cost: dict[str, float] = field(default_factory=dict)
+
+
+def run_round(
+    global_model: nn.Module,
+    normalization: Normalization,
+    clients: Sequence[Client],
+    num_classes: int,
+    local: LocalTraining = LocalTraining(),
+    defenses: DefenseStack = DefenseStack(),
+    victim: int = 0,
+    known_labels: bool = False,
+    model_mode: str = "train",
+    noise_seed: int | None = None,
+) -> Round:
+    """Run one round and split it into what the server sees and the truth.
+
+    Under plain aggregation the server sees each upload, so the view is client ``victim``'s
+    update and the truth its data. When the aggregation hides individual uploads (secure
+    aggregation) the view is only the aggregate, and the truth is the whole cohort's data.
+    """
+    if not clients:
+        raise GradleakError("a round needs at least one client")
+    if not 0 <= victim < len(clients):
+        raise GradleakError(f"victim {victim} is not one of the {len(clients)} clients")
+    device = next(global_model.parameters()).device
+    generator = noise_generator(noise_seed, device)
+    uploads = [c.upload(global_model, normalization, local, defenses, generator, model_mode) for c in clients]
+    weights = [len(c) for c in clients]
+    aggregation = defenses.aggregator.aggregate(uploads, weights, generator)
+    released = aggregation.aggregate
+    for defense in defenses.at("server"):
+        released = defense.on_aggregate(released, len(clients), generator)
+
+    seen = clients if not aggregation.individual else [clients[victim]]
+    truth = Truth(
+        images=torch.cat([c.images for c in seen]),
+        labels=torch.cat([c.labels for c in seen]),
+        client_ids=tuple(c.client_id for c in seen),
+    )
+    server_model = copy.deepcopy(global_model)
+    for p in server_model.parameters():
+        p.grad = None
+    view = ServerView(
+        model=server_model,
+        normalization=normalization,
+        input_shape=tuple(clients[0].images.shape[1:]),
+        num_classes=num_classes,
+        update=uploads[victim] if aggregation.individual else aggregation.aggregate,
+        num_examples=len(truth.labels),
+        local=local,
+        model_mode=model_mode,
+        cohort_size=len(clients),
+        aggregate=not aggregation.individual,
+        masked_uploads=() if aggregation.individual else aggregation.masked_uploads,
+        known_labels=truth.labels.to(device) if known_labels else None,
+        defenses=defenses.names(),
+    )
+    return Round(view=view, truth=truth, released=released, cost=aggregation.cost)
