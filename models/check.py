@@ -1,9 +1,11 @@
 """Can gradient matching differentiate this model's gradient again?
 
-Gradient-matching attacks minimise a distance between gradients, so they need the
-gradient of the parameter gradient with respect to the input (a double backward). Some
-operations only implement one backward pass; this check finds the module that breaks the
-chain and names it.
+Gradient-matching attacks minimise a distance between gradients, so they need the gradient of
+the parameter gradient with respect to the input (a double backward). An operation can break
+that chain in two ways: loudly (its backward has no derivative and autograd raises) or silently
+(its backward runs outside autograd, as ``@once_differentiable`` functions do, so the second-order
+path is dropped and the attack optimises a wrong objective). This check probes every leaf module
+for both and names the first that breaks.
 """
 
 from __future__ import annotations
@@ -28,19 +30,19 @@ def check_twice_differentiable(model: nn.Module, in_shape: tuple[int, int, int],
 
         return hook
 
-    for name, module in model.named_modules():
-        if not list(module.children()):
-            module.register_forward_hook(remember(name))
+    leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
+    for name, module in leaves:
+        module.register_forward_hook(remember(name))
     failure = _double_backward_error(model, torch.rand(2, *in_shape), torch.arange(2) % num_classes)
-    if failure is None:
-        return
-    for name, module in model.named_modules():
-        if name in inputs and _module_breaks(module, inputs[name]):
+    for name, module in leaves:
+        problem = _module_problem(module, inputs[name]) if name in inputs else None
+        if problem:
             raise GradleakError(
                 f"module {name!r} ({type(module).__name__}) cannot be differentiated twice, which "
-                f"gradient matching needs ({failure}); replace it with a twice-differentiable op"
+                f"gradient matching needs ({problem}); replace it with a twice-differentiable op"
             )
-    raise GradleakError(f"the model cannot be differentiated twice ({failure})")
+    if failure:
+        raise GradleakError(f"the model cannot be differentiated twice ({failure})")
 
 
 def _double_backward_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> str | None:
@@ -58,15 +60,25 @@ def _double_backward_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -
     return None
 
 
-def _module_breaks(module: nn.Module, args: tuple) -> bool:
-    args = tuple(a.detach().clone().requires_grad_(a.is_floating_point()) if torch.is_tensor(a) else a for a in args)
+def _module_problem(module: nn.Module, args: tuple) -> str | None:
+    """Why ``module``'s vector-Jacobian product is not differentiable, or None when it is."""
+    leaves = [a.detach().clone().requires_grad_(True) if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+    wrt = [a for a in leaves if torch.is_tensor(a) and a.requires_grad]
+    wrt += [p for p in module.parameters(recurse=False) if p.requires_grad]
     try:
-        out = module(*args)
-        differentiable = [a for a in args if torch.is_tensor(a) and a.requires_grad]
-        first = torch.autograd.grad(out.square().sum(), differentiable, create_graph=True)
-        second = sum(g.square().sum() for g in first if g.requires_grad)
-        if torch.is_tensor(second):
-            torch.autograd.grad(second, differentiable, allow_unused=True)
-    except (RuntimeError, NotImplementedError):
-        return True
-    return False
+        # `* 1` gives in-place modules (ReLU(inplace=True)) a non-leaf tensor to overwrite.
+        out = module(*(a * 1 if torch.is_tensor(a) and a.requires_grad else a for a in leaves))
+        if not torch.is_tensor(out) or not out.requires_grad:
+            return None
+        v = torch.randn_like(out).requires_grad_(True)
+        first = torch.autograd.grad(out, wrt, v, create_graph=True, allow_unused=True)
+        if any(g is not None and not g.requires_grad for g in first):
+            return "its backward runs outside autograd, so second-order terms are silently dropped"
+        second = sum(g.square().sum() for g in first if g is not None)
+        # d|J^T v|^2 / dv = 2 J J^T v is non-zero whenever the backward really depends on v;
+        # autograd returning None here means the backward's own graph was cut.
+        if torch.is_tensor(second) and torch.autograd.grad(second, [v, *wrt], allow_unused=True)[0] is None:
+            return "its backward is opaque to autograd, so second-order terms are silently dropped"
+    except (RuntimeError, NotImplementedError) as exc:
+        return str(exc).splitlines()[0]
+    return None
