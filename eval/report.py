@@ -1,0 +1,402 @@
+"""Reports from result records: ``report.md`` and a self-contained ``report.html``.
+
+The records may mix three kinds, each from its own producer:
+
+- ``attack``  (``gradleak evaluate``, the demo): one attack on one defended round;
+- ``utility`` (``gradleak utility``): the test accuracy FedAvg reaches under a defense;
+- ``secagg``  (the secure-aggregation cost sweep): bytes and seconds for n clients.
+
+The report shows what is there and says plainly what is not: the summary table, an image grid
+per attack (the truth in the first row, then one row per defense), privacy–utility plots (attack
+PSNR against ε, accuracy against ε) and secure-aggregation cost plots (bytes and seconds against
+clients). Figures are drawn with matplotlib's object API (no global pyplot state, no display).
+``report.md`` links the figures saved beside it; ``report.html`` embeds them as base64 PNGs,
+so the one file can be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import textwrap
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from skimage import io as skio
+
+import gradleak
+from gradleak.eval.results import read_records
+from gradleak.eval.summary import (
+    SUCCESS_DB, TABLE_COLUMNS, Group, Stat, group_runs, markdown_table, number, table_rows,
+)
+
+MAX_GRID_COLUMNS = 10
+FIGURES = "figures"
+
+
+@dataclass
+class Section:
+    """A heading, Markdown text (tables included), and figures, rendered into both formats."""
+
+    title: str
+    text: str = ""
+    figures: list[tuple[str, str, bytes]] = field(default_factory=list)  # (file name, caption, PNG)
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _by_kind(records: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == kind]
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60] or "x"
+
+
+# --- attacks: table and image grids ------------------------------------------------------
+
+
+def attack_section(records: list[dict[str, Any]], threshold_db: float) -> Section:
+    groups = group_runs(records)
+    section = Section("Attacks against defenses")
+    if not groups:
+        section.text = "No attack runs in these results."
+        return section
+    section.text = (
+        f"Per (scenario, attack, defense): PSNR and SSIM as mean ± std over all images of all seeds, "
+        f"label accuracy after Hungarian matching, and the attack success rate — the share of "
+        f"images reconstructed at {threshold_db:g} dB PSNR or better. ε is the DP guarantee of the "
+        f"defense (δ as configured), where one is defined.\n\n"
+        + markdown_table(table_rows(groups, threshold_db), TABLE_COLUMNS)
+    )
+    return section
+
+
+def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Records of several results files, their image paths made absolute (they are stored
+    relative to the folder of their results file, so a results folder can be moved whole)."""
+    records = []
+    for path in map(Path, paths):
+        folder = path.parent.resolve()
+        for record in read_records(path):
+            images = record.get("images")
+            if images:
+                record["images"] = {kind: [str(folder / p) for p in files] for kind, files in images.items()}
+            records.append(record)
+    return records
+
+
+def grid_figure(records: list[dict[str, Any]], attack: str) -> Figure | None:
+    """Truth in the first row, one row per defense; a column per (scenario, seed); PSNR under each."""
+    runs = [r for r in records if r["label"]["attack"] == attack and r["images"]["truth"]]
+    if not runs:
+        return None
+    columns = list(dict.fromkeys((r["label"]["scenario"], r["seed"]) for r in runs))[:MAX_GRID_COLUMNS]
+    defenses = list(dict.fromkeys(r["label"]["defense"] for r in runs))
+    cell = {(r["label"]["scenario"], r["seed"], r["label"]["defense"]): r for r in runs}
+    figure = Figure(figsize=(1.25 * len(columns) + 1.6, 1.35 * (len(defenses) + 1)))
+    axes = figure.subplots(len(defenses) + 1, len(columns), squeeze=False)
+    for j, (scenario, seed) in enumerate(columns):
+        truth_run = next(r for r in runs if (r["label"]["scenario"], r["seed"]) == (scenario, seed))
+        _show(axes[0][j], skio.imread(truth_run["images"]["truth"][0]))
+        heading = "\n".join(textwrap.wrap(scenario.replace("/", "/ "), 16, break_on_hyphens=False))
+        if len({s for _, s in columns}) > 1:
+            heading += f"\nseed {seed}"
+        axes[0][j].set_title(heading, fontsize=6)
+        for i, defense in enumerate(defenses, start=1):
+            run = cell.get((scenario, seed, defense))
+            if run is None:
+                axes[i][j].axis("off")
+                continue
+            _show(axes[i][j], skio.imread(run["images"]["reconstruction"][0]))
+            psnr = number(run["metrics"]["per_image"][0]["psnr"])
+            axes[i][j].set_xlabel("inf dB" if math.isinf(psnr) else f"{psnr:.1f} dB", fontsize=7)
+    for i, name in enumerate(["truth", *defenses]):
+        axes[i][0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    return figure
+
+
+def _show(axis: Any, image: np.ndarray) -> None:
+    axis.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def grid_section(records: list[dict[str, Any]]) -> Section:
+    section = Section("Reconstructions", "First row: the victim's image. Each further row: what the attack "
+                      "recovered from the server's view under one defense (first image of the batch, "
+                      "matched to the truth), with its PSNR.")
+    attacks = list(dict.fromkeys(r["label"]["attack"] for r in records))
+    for attack in attacks:
+        figure = grid_figure(records, attack)
+        if figure is not None:
+            section.figures.append((f"grid-{_slug(attack)}.png", f"Reconstructions by {attack}", _png(figure)))
+    if not section.figures:
+        section.text = "No saved images in these results."
+    return section
+
+
+# --- privacy-utility ---------------------------------------------------------------------
+
+
+def _dp_mechanism(record: dict[str, Any]) -> str | None:
+    dp = record.get("dp") or []
+    return dp[0]["defense"] if dp else None
+
+
+def privacy_section(attacks: list[dict[str, Any]], utility: list[dict[str, Any]], threshold_db: float) -> Section:
+    section = Section("Privacy against utility")
+    notes = []
+    figure = psnr_vs_epsilon(attacks, threshold_db)
+    if figure is None:
+        notes.append("No attack runs under a DP defense in these results: no PSNR-against-ε plot.")
+    else:
+        section.figures.append(("psnr-vs-epsilon.png", "Attack PSNR against ε (dashed: no defense)", _png(figure)))
+    figure = accuracy_vs_epsilon(utility)
+    if figure is None:
+        notes.append("No utility runs under a DP defense in these results (run `gradleak utility`): "
+                     "no accuracy-against-ε plot.")
+    else:
+        section.figures.append(("accuracy-vs-epsilon.png", "Test accuracy against ε (dashed: no defense)", _png(figure)))
+    if utility:
+        notes.append(utility_table(utility))
+    section.text = "\n\n".join(notes)
+    return section
+
+
+def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figure | None:
+    lines: dict[tuple[str, str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    clean: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        psnrs = [number(i["psnr"]) for i in r["metrics"]["per_image"]]
+        mechanism = _dp_mechanism(r)
+        if mechanism and r.get("epsilon") is not None:
+            lines[(r["label"]["scenario"], r["label"]["attack"], mechanism)][number(r["epsilon"])].extend(psnrs)
+        elif r["label"]["defense"] == "none":
+            clean[(r["label"]["scenario"], r["label"]["attack"])].extend(psnrs)
+    if not lines:
+        return None
+    figure = Figure(figsize=(6, 3.6))
+    axis = figure.subplots()
+    for index, ((scenario, attack, mechanism), points) in enumerate(sorted(lines.items())):
+        color = f"C{index % 10}"
+        eps = sorted(points)
+        stats = [Stat.of(_capped(points[e])) for e in eps]
+        axis.errorbar(eps, [s.mean for s in stats], yerr=[0 if math.isnan(s.std) else s.std for s in stats],
+                      marker="o", capsize=3, color=color, label=f"{scenario} · {attack} · {mechanism}")
+        baseline = clean.get((scenario, attack))
+        if baseline:
+            axis.axhline(Stat.of(_capped(baseline)).mean, color=color, linestyle="--", linewidth=0.8)
+    axis.axhline(threshold_db, color="black", linestyle=":", linewidth=0.8, label=f"success threshold {threshold_db:g} dB")
+    axis.set_xscale("log")
+    axis.set_xlabel("ε (smaller = more private)")
+    axis.set_ylabel("attack PSNR (dB)")
+    axis.legend(fontsize=6)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+PSNR_PLOT_CAP = 100.0  # a perfect copy (inf dB) is drawn at the top of the plot
+
+
+def _capped(values: Sequence[float]) -> list[float]:
+    return [min(v, PSNR_PLOT_CAP) for v in values]
+
+
+def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
+    lines: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    clean: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        dataset = r["label"]["dataset"]
+        if r.get("epsilon") is not None:
+            lines[(dataset, r["label"]["mechanism"])][number(r["epsilon"])].append(number(r["accuracy"]))
+        elif r["label"]["defense"] == "none":
+            clean[dataset].append(number(r["accuracy"]))
+    if not lines:
+        return None
+    figure = Figure(figsize=(6, 3.6))
+    axis = figure.subplots()
+    datasets = sorted({d for d, _ in lines} | set(clean))
+    for (dataset, mechanism), points in sorted(lines.items()):
+        color = f"C{datasets.index(dataset) % 10}"
+        eps = sorted(points)
+        stats = [Stat.of(points[e]) for e in eps]
+        axis.errorbar(eps, [100 * s.mean for s in stats], yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
+                      marker="o", capsize=3, color=color, label=f"{dataset} · {mechanism}")
+    for dataset, values in clean.items():
+        axis.axhline(100 * float(np.mean(values)), color=f"C{datasets.index(dataset) % 10}", linestyle="--",
+                     linewidth=0.8, label=f"{dataset} · no defense")
+    axis.set_xscale("log")
+    axis.set_xlabel("ε (smaller = more private)")
+    axis.set_ylabel("test accuracy (%)")
+    axis.legend(fontsize=6)
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def utility_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["label"]["dataset"], r["label"]["defense"]), []).append(r)
+    return groups
+
+
+def utility_table(records: list[dict[str, Any]]) -> str:
+    groups = utility_groups(records)
+    clean = {d: Stat.of(number(r["accuracy"]) for r in rs).mean for (d, name), rs in groups.items() if name == "none"}
+    rows = []
+    for (dataset, defense), rs in groups.items():
+        stat = Stat.of(number(r["accuracy"]) for r in rs)
+        eps = rs[0].get("epsilon")
+        change = stat.mean - clean.get(dataset, math.nan)
+        rows.append((
+            dataset, defense, "–" if eps is None else f"{number(eps):g}", str(len(rs)),
+            f"{100 * stat.mean:.1f}" + ("" if stat.n < 2 else f" ± {100 * stat.std:.1f}"),
+            "–" if defense == "none" or math.isnan(change) else f"{100 * change:+.1f}",
+            str(rs[0]["config"]["rounds"]),
+        ))
+    columns = ("dataset", "defense", "ε", "seeds", "test accuracy %", "change vs none (points)", "rounds")
+    return "Test accuracy after federated training (mean ± std over seeds):\n\n" + markdown_table(rows, columns)
+
+
+# --- secure aggregation costs ------------------------------------------------------------
+
+
+def secagg_section(records: list[dict[str, Any]]) -> Section:
+    section = Section("Secure aggregation cost")
+    if not records:
+        section.text = "No secure-aggregation cost runs in these results."
+        return section
+    rows = []
+    for r in sorted(records, key=lambda r: (r["dim"], r["clients"], r.get("dropout", 0.0))):
+        rows.append((
+            str(r["clients"]), str(r["dim"]), f"{100 * r.get('dropout', 0.0):.0f}%", str(r.get("neighbors", "all")),
+            f"{r['client_bytes_sent'] / 1024:.1f}", f"{r['expansion']:.2f}×",
+            f"{r['client_seconds']:.3f}", f"{r['server_seconds']:.3f}", "yes" if r["correct"] else "NO",
+        ))
+    columns = ("clients", "dim", "dropout", "neighbours", "KiB sent / client", "expansion vs float32",
+               "client s", "server s", "exact sum")
+    section.text = markdown_table(rows, columns)
+    figure = Figure(figsize=(8, 3.2))
+    left, right = figure.subplots(1, 2)
+    series: dict[tuple[int, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        series[(r["dim"], r.get("dropout", 0.0))].append(r)
+    for (dim, dropout), rs in sorted(series.items()):
+        rs.sort(key=lambda r: r["clients"])
+        n = [r["clients"] for r in rs]
+        tag = f"d={dim}, {100 * dropout:.0f}% drop"
+        left.plot(n, [r["client_bytes_sent"] / 1024 for r in rs], marker="o", label=f"masked upload · {tag}")
+        left.plot(n, [4 * dim / 1024 for _ in rs], linestyle="--", color="grey", linewidth=0.8)
+        right.plot(n, [r["client_seconds"] for r in rs], marker="o", label=f"client · {tag}")
+        right.plot(n, [r["server_seconds"] for r in rs], marker="s", label=f"server · {tag}")
+    left.set_ylabel("KiB sent per client (dashed: float32 in the clear)")
+    right.set_ylabel("seconds")
+    for axis in (left, right):
+        axis.set_xscale("log")
+        axis.set_xlabel("clients")
+        axis.legend(fontsize=6)
+        axis.grid(alpha=0.3)
+    section.figures.append(("secagg-cost.png", "Secure aggregation: bytes and seconds against clients", _png(figure)))
+    return section
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def build_sections(records: list[dict[str, Any]], threshold_db: float = SUCCESS_DB) -> list[Section]:
+    attacks = _by_kind(records, "attack")
+    sections = [attack_section(attacks, threshold_db)]
+    if attacks:
+        sections.append(grid_section(attacks))
+    sections.append(privacy_section(attacks, _by_kind(records, "utility"), threshold_db))
+    sections.append(secagg_section(_by_kind(records, "secagg")))
+    return sections
+
+
+def write_report(
+    records: list[dict[str, Any]],
+    out: str | Path,
+    threshold_db: float = SUCCESS_DB,
+    title: str = "gradleak report",
+) -> tuple[Path, Path]:
+    """Write ``out/report.md`` (+ ``out/figures/``) and ``out/report.html`` from records with absolute image paths."""
+    out = Path(out)
+    (out / FIGURES).mkdir(parents=True, exist_ok=True)
+    sections = build_sections(records, threshold_db)
+    stamp = f"gradleak {gradleak.__version__}, {time.strftime('%Y-%m-%d %H:%M')}, {len(records)} record(s)"
+    markdown = [f"# {title}", "", f"_{stamp}_", ""]
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p class=stamp>{html.escape(stamp)}</p>"]
+    for section in sections:
+        markdown += [f"## {section.title}", "", section.text, ""]
+        body += [f"<h2>{html.escape(section.title)}</h2>", markdown_to_html(section.text)]
+        for name, caption, png in section.figures:
+            (out / FIGURES / name).write_bytes(png)
+            markdown += [f"![{caption}]({FIGURES}/{name})", ""]
+            data = base64.b64encode(png).decode()
+            body.append(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text("\n".join(markdown))
+    html_path.write_text(HTML_PAGE.format(title=html.escape(title), body="\n".join(body)))
+    return md_path, html_path
+
+
+def markdown_to_html(text: str) -> str:
+    """The little Markdown the sections use: paragraphs and pipe tables (cells are escaped)."""
+    out = []
+    for block in filter(None, (b.strip() for b in text.split("\n\n"))):
+        lines = block.splitlines()
+        if all(line.startswith("|") for line in lines) and len(lines) >= 2:
+            cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
+            head = "".join(f"<th>{c}</th>" for c in cells[0])
+            rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[2:])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        else:
+            escaped = html.escape(block)
+            # `code` spans and _emphasis_ as written in the section texts
+            parts = escaped.split("`")
+            escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+            out.append(f"<p>{escaped}</p>")
+    return "\n".join(out)
+
+
+# The script records each image's decoded width in the page, so a headless browser (the render
+# test) can prove the embedded PNGs decode; it changes nothing a reader sees.
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; }}
+th {{ background: #f3f3f3; }}
+figure {{ margin: 1.5rem 0; }}
+figure img {{ max-width: 100%; }}
+figcaption, .stamp {{ color: #666; font-size: 0.85rem; }}
+</style>
+</head>
+<body>
+{body}
+<script>
+window.addEventListener("load", function () {{
+  var widths = Array.prototype.map.call(document.images, function (img) {{ return img.naturalWidth; }});
+  document.body.setAttribute("data-image-widths", widths.join(","));
+}});
+</script>
+</body>
+</html>
+"""

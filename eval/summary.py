@@ -1,0 +1,175 @@
+"""Summaries of attack runs: per (scenario, attack, defense) mean ± std and attack success rate.
+
+Statistics pool the per-image scores of every seed of a group, so a batch of 4 over 3 seeds
+contributes 12 images. The attack success rate is the share of those images reconstructed at
+or above a PSNR threshold (20 dB by default, where a reconstruction is plainly recognisable).
+A perfect copy has PSNR = inf; a group's mean is then inf, and its median stays informative.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from gradleak.eval.metrics import format_db
+
+SUCCESS_DB = 20.0  # PSNR at or above which an image counts as leaked
+
+
+def number(value: Any) -> float:
+    """A metric read back from JSON ('inf', 'nan' strings included) as a float; None -> nan."""
+    return math.nan if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, standard deviation (population) and median of a sample; nan when empty."""
+
+    mean: float
+    std: float
+    median: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> "Stat":
+        array = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+        if array.size == 0:
+            return cls(math.nan, math.nan, math.nan, 0)
+        finite = np.isfinite(array).all()
+        return cls(
+            mean=float(array.mean()),
+            std=float(array.std()) if finite else math.nan,
+            median=float(np.median(array)),
+            n=int(array.size),
+        )
+
+    def format(self, digits: int = 1, db: bool = False) -> str:
+        show = format_db if db else (lambda v: "nan" if math.isnan(v) else f"{v:.{digits}f}")
+        if self.n == 0:
+            return "–"
+        if self.n == 1 or math.isnan(self.std):
+            return show(self.mean)
+        return f"{show(self.mean)} ± {show(self.std)}"
+
+
+@dataclass
+class Group:
+    """The runs of one (scenario, attack, defense) cell of a grid."""
+
+    scenario: str
+    attack: str
+    defense: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def per_image(self, metric: str) -> list[float]:
+        return [number(image[metric]) for r in self.records for image in r["metrics"]["per_image"]]
+
+    @property
+    def psnr(self) -> Stat:
+        return Stat.of(self.per_image("psnr"))
+
+    @property
+    def ssim(self) -> Stat:
+        return Stat.of(self.per_image("ssim"))
+
+    @property
+    def mse(self) -> Stat:
+        return Stat.of(self.per_image("mse"))
+
+    @property
+    def label_accuracy(self) -> Stat:
+        return Stat.of(float(bool(c)) for c in self.per_image("label_correct"))
+
+    def success_rate(self, threshold_db: float = SUCCESS_DB) -> float:
+        values = self.per_image("psnr")
+        return float(np.mean([v >= threshold_db for v in values])) if values else math.nan
+
+    @property
+    def epsilon(self) -> float | None:
+        """The group's ε when every run states the same one (DP defenses), else None."""
+        values = {r.get("epsilon") for r in self.records}
+        return number(values.pop()) if len(values) == 1 and None not in values else None
+
+    @property
+    def seconds(self) -> Stat:
+        return Stat.of(number(r["cost"]["attack_seconds"]) for r in self.records)
+
+    @property
+    def upload_bytes(self) -> Stat:
+        return Stat.of(number(r["cost"].get("client_bytes_sent")) for r in self.records)
+
+    def row(self, threshold_db: float = SUCCESS_DB) -> dict[str, Any]:
+        """The group's numbers, machine-readable (raw floats)."""
+        return {
+            "scenario": self.scenario,
+            "attack": self.attack,
+            "defense": self.defense,
+            "runs": len(self.records),
+            "images": self.psnr.n,
+            "psnr_mean": self.psnr.mean,
+            "psnr_std": self.psnr.std,
+            "psnr_median": self.psnr.median,
+            "ssim_mean": self.ssim.mean,
+            "ssim_std": self.ssim.std,
+            "mse_mean": self.mse.mean,
+            "label_accuracy": self.label_accuracy.mean,
+            "success_rate": self.success_rate(threshold_db),
+            "epsilon": self.epsilon,
+            "attack_seconds": self.seconds.mean,
+        }
+
+
+def attack_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == "attack"]
+
+
+def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
+    """Attack records grouped by their (scenario, attack, defense) labels, in first-seen order."""
+    groups: dict[tuple[str, str, str], Group] = {}
+    for record in attack_records(records):
+        label = record["label"]
+        key = (label["scenario"], label["attack"], label["defense"])
+        groups.setdefault(key, Group(*key)).records.append(record)
+    return list(groups.values())
+
+
+TABLE_COLUMNS = ("scenario", "attack", "defense", "ε", "runs", "PSNR dB", "SSIM", "label acc", "success", "s/attack")
+
+
+def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> list[tuple[str, ...]]:
+    """The summary table as strings, one row per group, in :data:`TABLE_COLUMNS` order."""
+    rows = []
+    for g in groups:
+        eps = g.epsilon
+        rows.append((
+            g.scenario,
+            g.attack,
+            g.defense,
+            "–" if eps is None else f"{eps:g}",
+            str(len(g.records)),
+            g.psnr.format(db=True),
+            g.ssim.format(digits=3),
+            f"{100 * g.label_accuracy.mean:.0f}%",
+            f"{100 * g.success_rate(threshold_db):.0f}%",
+            f"{g.seconds.mean:.1f}",
+        ))
+    return rows
+
+
+def text_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = TABLE_COLUMNS) -> str:
+    """A plain aligned table for the terminal."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+
+    return "\n".join([line(columns), line(tuple("-" * w for w in widths)), *(line(r) for r in rows)])
+
+
+def markdown_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = TABLE_COLUMNS) -> str:
+    head = "| " + " | ".join(columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    return "\n".join([head, rule, *("| " + " | ".join(r) + " |" for r in rows)])

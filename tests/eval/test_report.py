@@ -1,0 +1,135 @@
+"""Reports: the summary numbers, the Markdown, and the HTML rendered by a real headless browser."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gradleak.cli import main
+from gradleak.eval.grid import load_config, plan
+from gradleak.eval.harness import RESULTS, run_grid
+from gradleak.eval.report import load_results, write_report
+from gradleak.eval.results import ResultStore
+from gradleak.eval.summary import Stat, group_runs
+
+HERE = Path(__file__).parent
+
+
+def attack_record(key: str, defense: str, psnrs: list[float], epsilon: float | None = None) -> dict:
+    return {
+        "key": key, "kind": "attack", "seed": 0,
+        "label": {"scenario": "faces/lenet-zhu", "attack": "dlg", "defense": defense},
+        "metrics": {"per_image": [{"psnr": p, "ssim": 0.5, "mse": 0.01, "label_correct": True} for p in psnrs]},
+        "epsilon": epsilon,
+        "dp": [] if epsilon is None else [{"defense": defense.split(":")[0], "epsilon": epsilon, "delta": 1e-5}],
+        "cost": {"attack_seconds": 1.0},
+        "images": {"truth": [], "reconstruction": []},
+    }
+
+
+def test_summary_pools_images_and_counts_success_above_threshold():
+    records = [attack_record("a", "none", [45.0, 15.0]), attack_record("b", "none", [25.0, math.inf])]
+    (group,) = group_runs(records)
+    assert group.psnr.n == 4 and group.psnr.mean == math.inf and group.psnr.median == 35.0
+    assert group.success_rate(20.0) == 0.75
+    assert group.success_rate(30.0) == 0.5
+    assert Stat.of([1.0, 3.0]).format() == "2.0 ± 1.0"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A small real sweep (stand-in attack, real rounds and images) plus utility and cost records."""
+    out = tmp_path_factory.mktemp("sweep")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))
+        grid = load_config(None, {"attacks": ["test-grey"], "seeds": [0, 1], "plugins": ["harness_plugin"],
+                                  "out": str(out), "device": "cpu"}, {"dataset": "photos"})
+        run_grid(plan(grid), out)
+    store = ResultStore(out / RESULTS)
+    for eps, psnr in ((1.0, 9.0), (8.0, 14.0)):
+        store.append(attack_record(f"dp{eps}", f"dp-sgd:epsilon={eps:g}", [psnr], epsilon=eps))
+    for defense, eps, accuracy in (("none", None, 0.9), ("dp-fedavg:epsilon=1", 1.0, 0.7),
+                                   ("dp-fedavg:epsilon=8", 8.0, 0.85)):
+        store.append({"key": f"u{defense}", "kind": "utility", "accuracy": accuracy, "epsilon": eps,
+                      "label": {"dataset": "digits", "defense": defense, "mechanism": "dp-fedavg"},
+                      "config": {"rounds": 10}})
+    for n in (4, 8, 16):
+        store.append({"key": f"s{n}", "kind": "secagg", "clients": n, "dim": 1000, "dropout": 0.0,
+                      "client_bytes_sent": 4000 + 100 * n, "expansion": 1.0 + n / 100, "client_seconds": 0.01 * n,
+                      "server_seconds": 0.02 * n, "correct": True})
+    return out / RESULTS
+
+
+def test_report_command_writes_markdown_and_html_with_every_section(results, tmp_path):
+    assert main(["report", str(results), "--out", str(tmp_path / "report")]) == 0
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    for heading in ("Attacks against defenses", "Reconstructions", "Privacy against utility", "Secure aggregation cost"):
+        assert f"## {heading}" in markdown
+    assert "| photos/lenet-zhu | test-grey | none | – | 2 |" in markdown
+    assert "| digits | dp-fedavg:epsilon=1 | 1 | 1 | 70.0 | -20.0 | 10 |" in markdown
+    for link in re.findall(r"\]\((figures/[^)]+)\)", markdown):
+        assert (tmp_path / "report" / link).stat().st_size > 1000
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count('<img alt="') == 4  # the grid, PSNR vs ε, accuracy vs ε, secagg cost
+    assert "src=\"file:" not in html and "figures/" not in html  # self-contained
+
+
+# --- the browser test ----------------------------------------------------------------------
+
+HEADLESS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=10000",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium, apt-installed when missing; the test is skipped, with why, when that fails."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and apt-get (as root) is not available to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", "chromium"]
+    attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    if attempt.returncode != 0:  # stale package lists: refresh once and try again
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+        attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    found = shutil.which("chromium")
+    if attempt.returncode != 0 or not found:
+        pytest.skip(f"could not apt-get install chromium: {attempt.stderr.strip().splitlines()[-1:]}")
+    return found
+
+
+def decoded_widths(chromium: str, page: Path, profile: Path) -> list[int]:
+    """Load ``page`` headless and read the widths its script recorded for each <img>."""
+    run = subprocess.run(
+        [chromium, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    found = re.search(r'data-image-widths="([0-9,]*)"', run.stdout)
+    assert found, f"the page's script did not run: {run.stderr[-2000:]}"
+    return [int(w) for w in found.group(1).split(",") if w]
+
+
+def test_report_renders_in_headless_chromium(results, tmp_path, chromium):
+    records = load_results([results])
+    _, page = write_report(records, tmp_path / "report")
+    widths = decoded_widths(chromium, page, tmp_path / "profile")
+    assert len(widths) == page.read_text().count("<img ") == 4
+    assert all(w > 100 for w in widths), widths
+
+    # the check can fail: a corrupted embedded PNG decodes to width 0
+    text = page.read_text()
+    first = re.search(r"base64,([A-Za-z0-9+/=]+)", text).group(1)
+    broken = tmp_path / "broken.html"
+    broken.write_text(text.replace(first, base64.b64encode(b"not a png" * 50).decode(), 1))
+    assert decoded_widths(chromium, broken, tmp_path / "profile2")[0] == 0
