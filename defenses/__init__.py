@@ -42,12 +42,12 @@ class DefenseStack:
 
     def __post_init__(self) -> None:
         for stage in ("step", "aggregation"):
-            names = [d.name for d in self.defenses if d.stage == stage]
+            names = [d.name for d in self.defenses if stage in d.stages]
             if len(names) > 1:
                 raise GradleakError(f"defenses {', '.join(names)} all act at the {stage} stage; keep one")
 
     def at(self, stage: Stage) -> list[Defense]:
-        return [d for d in self.defenses if d.stage == stage]
+        return [d for d in self.defenses if stage in d.stages]
 
     @property
     def aggregator(self) -> Defense:
@@ -65,3 +65,7 @@ def build_stack(specs: Iterable[str]) -> DefenseStack:
     defenses = [build_defense(s) for s in specs if parse_spec(s).name != "none"]
     defenses.sort(key=lambda d: STAGE_ORDER.index(d.stage))
     return DefenseStack(tuple(defenses))
+
+
+# Importing a mechanism registers it.
+from gradleak.defenses import dp_distributed, dp_fedavg, dp_sgd, pruning, quantization  # noqa: E402,F401

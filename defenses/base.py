@@ -66,6 +66,12 @@ class Defense:
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
 
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """Every stage the defense acts at: ``(stage,)``, or more for a mechanism split across a
+        round (DP-FedAvg clips at ``client`` and adds noise at ``server``)."""
+        return (self.stage,)
+
     def step_gradient(
         self, model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
         generator: torch.Generator,

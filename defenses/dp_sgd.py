@@ -1,0 +1,106 @@
+"""Example-level DP-SGD (Abadi et al., "Deep Learning with Differential Privacy", CCS 2016, Alg. 1).
+
+Each local step:
+
+1. sample a lot: each example handed to the step joins it with probability ``q`` (Poisson
+   sampling, which is what the accountant assumes; ``q = 1`` takes all of them);
+2. per-example gradients ``g_i = d loss(x_i, y_i) / d theta``, computed at once with
+   ``torch.func.vmap(grad(...))`` over ``functional_call``;
+3. clip each: ``g_i <- g_i * min(1, C / ||g_i||)`` (the norm over all parameters together);
+4. noise the sum: ``g~ = (sum_i g_i + N(0, sigma^2 C^2 I)) / (q B)`` with ``B`` the number of
+   examples handed to the step, so that ``q B`` is the expected lot size (Abadi et al. divide
+   by the lot size L; dividing by the realised size would itself depend on the data).
+
+Dividing by ``q B`` keeps the result on the scale of :func:`gradleak.federated.loss_fn`, a batch
+mean, so a DP-SGD client runs the same FedSGD/FedAvg arithmetic as any other.
+
+Per-example gradients need every example to pass through the network on its own. BatchNorm in
+training mode normalises with statistics of the whole batch, so one example's gradient depends
+on the others and clipping it bounds nothing: such models are refused, and the fix is
+GroupNorm (``resnet18:norm=group``), as Opacus also requires. BatchNorm in eval mode (running
+statistics) is per-example and allowed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from gradleak import federated
+from gradleak.defenses import register
+from gradleak.defenses.accounting import DPSettings
+from gradleak.defenses.base import Defense, Update
+from gradleak.defenses.gaussian import clip_factors, gaussian_noise
+from gradleak.errors import GradleakError
+
+Params = dict[str, torch.Tensor]
+
+
+def check_per_example(model: nn.Module) -> None:
+    """Refuse models whose per-example gradients are not defined (BatchNorm in training mode)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+            raise GradleakError(
+                f"module {name!r} ({type(module).__name__}) mixes the examples of a batch in training "
+                "mode, so per-example gradients (and DP-SGD's clipping) are undefined; build the model "
+                "with GroupNorm (e.g. resnet18:norm=group, convnet:norm=group) or run it in eval mode"
+            )
+
+
+def per_example_gradients(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
+    """``{name: (B, *shape)}``: each example's gradient of ``loss_fn``, for the trainable parameters."""
+    check_per_example(model)
+    names = federated.trainable_names(model)
+    trainable = {n: params[n].detach() for n in names}
+    fixed = {n: p.detach() for n, p in params.items() if n not in trainable}
+    buffers = dict(model.named_buffers())
+
+    def example_loss(theta: Params, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(model, ({**fixed, **theta}, buffers), (xi.unsqueeze(0),))
+        return federated.loss_fn(logits, yi.unsqueeze(0))
+
+    return vmap(grad(example_loss), in_dims=(None, 0, 0), randomness="different")(trainable, x, y)
+
+
+def clipped_sum(per_example: Params, clip: float) -> Params:
+    """``sum_i g_i min(1, C / ||g_i||)``, with ``||g_i||`` the norm of example i's whole gradient."""
+    norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in per_example.values()))
+    factors = clip_factors(norms, clip)
+    return {n: torch.einsum("b,b...->...", factors, g) for n, g in per_example.items()}
+
+
+@register
+class DPSGD(Defense):
+    """Clipped, noised per-example gradients in every local step; accounted at the example level."""
+
+    name = "dp-sgd"
+    stage = "step"
+    Config: ClassVar[type] = DPSettings
+
+    def __init__(self, config: DPSettings | None = None) -> None:
+        super().__init__(config)
+        self.sigma = self.config.sigma  # calibrate once, now, so a bad epsilon fails before training
+
+    def step_gradient(
+        self, model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> Update:
+        q, clip = self.config.sample_rate, self.config.clip
+        expected_lot = q * len(x)
+        if q < 1:
+            chosen = torch.rand(len(x), generator=generator, device=generator.device) < q
+            x, y = x[chosen.to(x.device)], y[chosen.to(y.device)]
+        names = federated.trainable_names(model)
+        if len(x):
+            summed = clipped_sum(per_example_gradients(model, params, x, y), clip)
+        else:  # an empty lot still releases (pure) noise, or its emptiness would show
+            check_per_example(model)
+            summed = {n: torch.zeros_like(params[n]) for n in names}
+        return tuple(
+            (summed[n] + gaussian_noise(summed[n], self.sigma * clip, generator)) / expected_lot for n in names
+        )
+
+    def epsilon(self) -> float:
+        return self.config.achieved_epsilon()

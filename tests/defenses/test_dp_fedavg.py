@@ -1,0 +1,99 @@
+"""DP-FedAvg and distributed DP: client updates clipped to C, noise sigma C on the sum, where it belongs."""
+
+import math
+
+import pytest
+import torch
+
+from gradleak.defenses import ClientContext, build_defense, build_stack
+from gradleak.defenses.accounting import compute_epsilon
+from gradleak.defenses.gaussian import global_norm
+from gradleak.errors import GradleakError
+from gradleak.federated import noise_generator, run_round, split_clients
+from gradleak.models import build
+from gradleak.threat import Normalization
+
+SHAPE = (3, 16, 16)
+NORM = Normalization((0.5,) * 3, (0.5,) * 3)
+
+
+def update(scale, seed=0, sizes=((40, 30), (30,), (500,))):
+    generator = torch.Generator().manual_seed(seed)
+    return tuple(scale * torch.randn(size, generator=generator) for size in sizes)
+
+
+def context(generator):
+    return ClientContext(client_id=0, num_examples=1, generator=generator)
+
+
+def flat(tensors):
+    return torch.cat([t.flatten() for t in tensors]).double()
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 100.0])
+def test_each_client_update_is_clipped_to_c(scale):
+    defense = build_defense("dp-fedavg:noise_multiplier=1,clip=2")
+    raw = update(scale)
+    clipped = defense.on_upload(raw, context(noise_generator(0)))
+    assert global_norm(clipped) <= 2.0
+    if global_norm(raw) <= 2.0:
+        torch.testing.assert_close(flat(clipped), flat(raw))
+    else:  # clipping scales, it does not change the direction
+        assert torch.nn.functional.cosine_similarity(flat(clipped), flat(raw), dim=0) > 1 - 1e-9
+
+
+def test_server_noise_is_sigma_c_on_the_sum():
+    sigma, clip, clients = 1.5, 2.0, 4
+    defense = build_defense(f"dp-fedavg:noise_multiplier={sigma},clip={clip}")
+    mean = update(0.0, sizes=((200, 100),))
+    noised = defense.on_aggregate(mean, clients, noise_generator(0))
+    # The aggregate is the mean over the cohort: noise sigma C on the sum is sigma C / K on the mean.
+    assert (flat(noised) * clients).std().item() == pytest.approx(sigma * clip, rel=0.03)
+
+
+def test_the_server_sees_clipped_but_unnoised_uploads():
+    model = build("lenet-zhu", SHAPE, 10, seed=0)
+    images = torch.rand(8, *SHAPE, generator=torch.Generator().manual_seed(0))
+    clients = split_clients(images, torch.arange(8) % 10, 4)
+    stack = build_stack(["dp-fedavg:noise_multiplier=1,clip=0.5"])
+    round_ = run_round(model, NORM, clients, 10, defenses=stack, noise_seed=0)
+    seen = round_.view.update  # central DP: the honest-but-curious server holds this
+    assert global_norm(seen) == pytest.approx(0.5, rel=1e-4)  # clipped (LeNet-Zhu's gradients are larger)
+    assert not round_.view.aggregate
+    released = flat(round_.released)
+    assert released.std().item() > 0.5 / 4  # the release carries noise of std sigma C / K = 0.125
+
+
+def test_client_level_epsilon_is_the_accountants():
+    defense = build_defense("dp-fedavg:noise_multiplier=1.1,sample_rate=0.01,steps=1000,delta=1e-6")
+    assert defense.epsilon() == compute_epsilon(1.1, 0.01, 1000, 1e-6, "pld")
+
+
+def test_distributed_shares_add_up_to_the_central_noise():
+    sigma, clip, n = 2.0, 1.0, 10
+    defense = build_defense(f"dp-distributed:noise_multiplier={sigma},clip={clip},clients={n}")
+    generator = noise_generator(0)
+    zero = update(0.0, sizes=((100, 100),))
+    uploads = [defense.on_upload(zero, context(generator)) for _ in range(n)]
+    share = flat(uploads[0]).std().item()
+    assert share == pytest.approx(sigma * clip / math.sqrt(n), rel=0.03)
+    total = flat(sum(u[0] for u in uploads))
+    assert total.std().item() == pytest.approx(sigma * clip, rel=0.03)
+    assert defense.epsilon() == pytest.approx(compute_epsilon(sigma, 1.0, 1, 1e-5), rel=1e-9)
+    assert defense.upload_epsilon() > 3 * defense.epsilon()  # one upload alone is far less private
+
+
+def test_distributed_noise_is_scaled_up_for_dishonest_clients():
+    defense = build_defense("dp-distributed:noise_multiplier=1,clip=1,clients=10,honest_fraction=0.5")
+    uploads = [defense.on_upload(update(0.0, sizes=((100, 100),)), context(noise_generator(s))) for s in range(5)]
+    # Only 5 of 10 clients add noise, and their sum alone still carries sigma C.
+    assert flat(sum(u[0] for u in uploads)).std().item() == pytest.approx(1.0, rel=0.03)
+
+
+def test_distributed_clips_and_refuses_a_smaller_cohort_than_declared():
+    defense = build_defense("dp-distributed:noise_multiplier=0,clip=1,clients=4")
+    assert global_norm(defense.on_upload(update(10.0), context(noise_generator(0)))) <= 1.0
+    with pytest.raises(GradleakError, match="only 3 took part"):
+        defense.on_aggregate(update(0.0), 3, noise_generator(0))
+    with pytest.raises(GradleakError, match="clients="):
+        build_defense("dp-distributed:noise_multiplier=1")
