@@ -92,6 +92,10 @@ class Run:
     out: str
     plugins: tuple[str, ...] = ()
 
+    @property
+    def title(self) -> str:
+        return f"{self.label['scenario']}, {self.label['attack']}, {self.label['defense']}, seed {self.seed}"
+
 
 DEFAULT_ATTACKS = ("dlg",)
 DEFAULT_DEFENSES: tuple[tuple[str, ...], ...] = (("none",),)

@@ -218,25 +218,25 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
     lines: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     clean: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        dataset = r["label"]["dataset"]
+        setting = r["label"]["setting"]
         if r.get("epsilon") is not None:
-            lines[(dataset, r["label"]["mechanism"])][number(r["epsilon"])].append(number(r["accuracy"]))
+            lines[(setting, r["label"]["mechanism"])][number(r["epsilon"])].append(number(r["accuracy"]))
         elif r["label"]["defense"] == "none":
-            clean[dataset].append(number(r["accuracy"]))
+            clean[setting].append(number(r["accuracy"]))
     if not lines:
         return None
     figure = Figure(figsize=(6, 3.6))
     axis = figure.subplots()
-    datasets = sorted({d for d, _ in lines} | set(clean))
-    for (dataset, mechanism), points in sorted(lines.items()):
-        color = f"C{datasets.index(dataset) % 10}"
+    settings = sorted({d for d, _ in lines} | set(clean))
+    for (setting, mechanism), points in sorted(lines.items()):
+        color = f"C{settings.index(setting) % 10}"
         eps = sorted(points)
         stats = [Stat.of(points[e]) for e in eps]
         axis.errorbar(eps, [100 * s.mean for s in stats], yerr=[0 if math.isnan(s.std) else 100 * s.std for s in stats],
-                      marker="o", capsize=3, color=color, label=f"{dataset} · {mechanism}")
-    for dataset, values in clean.items():
-        axis.axhline(100 * float(np.mean(values)), color=f"C{datasets.index(dataset) % 10}", linestyle="--",
-                     linewidth=0.8, label=f"{dataset} · no defense")
+                      marker="o", capsize=3, color=color, label=f"{setting} · {mechanism}")
+    for setting, values in clean.items():
+        axis.axhline(100 * float(np.mean(values)), color=f"C{settings.index(setting) % 10}", linestyle="--",
+                     linewidth=0.8, label=f"{setting} · no defense")
     axis.set_xscale("log")
     axis.set_xlabel("ε (smaller = more private)")
     axis.set_ylabel("test accuracy (%)")
@@ -248,26 +248,34 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
 def utility_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["label"]["dataset"], r["label"]["defense"]), []).append(r)
+        groups.setdefault((r["label"]["setting"], r["label"]["defense"]), []).append(r)
     return groups
 
 
-def utility_table(records: list[dict[str, Any]]) -> str:
+UTILITY_COLUMNS = ("setting", "defense", "ε", "seeds", "test accuracy %", "change vs none (points)", "rounds")
+
+
+def utility_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Test accuracy per (setting, defense), mean ± std over seeds, and its change against no defense."""
     groups = utility_groups(records)
-    clean = {d: Stat.of(number(r["accuracy"]) for r in rs).mean for (d, name), rs in groups.items() if name == "none"}
+    clean = {s: Stat.of(number(r["accuracy"]) for r in rs).mean for (s, name), rs in groups.items() if name == "none"}
     rows = []
-    for (dataset, defense), rs in groups.items():
+    for (setting, defense), rs in groups.items():
         stat = Stat.of(number(r["accuracy"]) for r in rs)
         eps = rs[0].get("epsilon")
-        change = stat.mean - clean.get(dataset, math.nan)
+        change = stat.mean - clean.get(setting, math.nan)
         rows.append((
-            dataset, defense, "–" if eps is None else f"{number(eps):g}", str(len(rs)),
+            setting, defense, "–" if eps is None else f"{number(eps):.3g}", str(len(rs)),
             f"{100 * stat.mean:.1f}" + ("" if stat.n < 2 else f" ± {100 * stat.std:.1f}"),
             "–" if defense == "none" or math.isnan(change) else f"{100 * change:+.1f}",
             str(rs[0]["config"]["rounds"]),
         ))
-    columns = ("dataset", "defense", "ε", "seeds", "test accuracy %", "change vs none (points)", "rounds")
-    return "Test accuracy after federated training (mean ± std over seeds):\n\n" + markdown_table(rows, columns)
+    return rows
+
+
+def utility_table(records: list[dict[str, Any]]) -> str:
+    return ("Test accuracy after federated training (mean ± std over seeds):\n\n"
+            + markdown_table(utility_rows(records), UTILITY_COLUMNS))
 
 
 # --- secure aggregation costs ------------------------------------------------------------

@@ -7,7 +7,7 @@ import dataclasses
 import typing
 
 from gradleak.eval.grid import load_config, plan
-from gradleak.eval.harness import RESULTS, describe_outcome, run_grid
+from gradleak.eval.harness import RESULTS, run_grid
 from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.scenario import Scenario
 
@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
     keys = {r.key for r in runs}
     records = [r for r in outcome.store.records if r.get("key") in keys]
     print(text_table(table_rows(group_runs(records), settings.threshold_db)))
-    print(describe_outcome(outcome))
+    print(outcome.describe())
     print(f"report: gradleak report {settings.out}/{RESULTS} --out {settings.out}/report")
     return 1 if outcome.failures else 0

@@ -58,7 +58,7 @@ def results(tmp_path_factory) -> Path:
     for defense, eps, accuracy in (("none", None, 0.9), ("dp-fedavg:epsilon=1", 1.0, 0.7),
                                    ("dp-fedavg:epsilon=8", 8.0, 0.85)):
         store.append({"key": f"u{defense}", "kind": "utility", "accuracy": accuracy, "epsilon": eps,
-                      "label": {"dataset": "digits", "defense": defense, "mechanism": "dp-fedavg"},
+                      "label": {"setting": "digits/mlp", "defense": defense, "mechanism": "dp-fedavg"},
                       "config": {"rounds": 10}})
     for n in (4, 8, 16):
         store.append({"key": f"s{n}", "kind": "secagg", "clients": n, "dim": 1000, "dropout": 0.0,
@@ -73,7 +73,7 @@ def test_report_command_writes_markdown_and_html_with_every_section(results, tmp
     for heading in ("Attacks against defenses", "Reconstructions", "Privacy against utility", "Secure aggregation cost"):
         assert f"## {heading}" in markdown
     assert "| photos/lenet-zhu | test-grey | none | – | 2 |" in markdown
-    assert "| digits | dp-fedavg:epsilon=1 | 1 | 1 | 70.0 | -20.0 | 10 |" in markdown
+    assert "| digits/mlp | dp-fedavg:epsilon=1 | 1 | 1 | 70.0 | -20.0 | 10 |" in markdown
     for link in re.findall(r"\]\((figures/[^)]+)\)", markdown):
         assert (tmp_path / "report" / link).stat().st_size > 1000
     html = (tmp_path / "report" / "report.html").read_text()
