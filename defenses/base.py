@@ -44,12 +44,15 @@ class Aggregation:
     ``aggregate`` is the example-weighted mean of the uploads. ``individual`` says whether the
     server also saw each upload in the clear (plain aggregation) or only ``masked_uploads``
     that reveal nothing alone (secure aggregation). ``cost`` holds bytes and seconds.
+    ``contributors`` are the positions (in ``uploads``) of the clients whose data is in the
+    aggregate; ``None`` means all of them (secure aggregation leaves out clients that dropped).
     """
 
     aggregate: Update
     individual: bool
     masked_uploads: tuple[Any, ...] = ()
     cost: dict[str, float] = field(default_factory=dict)
+    contributors: tuple[int, ...] | None = None
 
 
 class Defense:

@@ -164,7 +164,8 @@ def run_round(
 
     Under plain aggregation the server sees each upload, so the view is client ``victim``'s
     update and the truth its data. When the aggregation hides individual uploads (secure
-    aggregation) the view is only the aggregate, and the truth is the whole cohort's data.
+    aggregation) the view is only the aggregate, and the truth is the data of the clients in it
+    (``Aggregation.contributors``: all of them, or the survivors when some dropped out).
     """
     if not clients:
         raise GradleakError("a round needs at least one client")
@@ -179,7 +180,11 @@ def run_round(
     for defense in defenses.at("server"):
         released = defense.on_aggregate(released, len(clients), generator)
 
-    seen = clients if not aggregation.individual else [clients[victim]]
+    if aggregation.individual:
+        seen = [clients[victim]]
+    else:  # only the contributors' data is in the aggregate (secure aggregation leaves out dropouts)
+        contributors = range(len(clients)) if aggregation.contributors is None else aggregation.contributors
+        seen = [clients[i] for i in contributors]
     truth = Truth(
         images=torch.cat([c.images for c in seen]),
         labels=torch.cat([c.labels for c in seen]),
@@ -197,7 +202,7 @@ def run_round(
         num_examples=len(truth.labels),
         local=local,
         model_mode=model_mode,
-        cohort_size=len(clients),
+        cohort_size=len(seen) if aggregation.contributors is not None else len(clients),
         aggregate=not aggregation.individual,
         masked_uploads=() if aggregation.individual else aggregation.masked_uploads,
         known_labels=truth.labels.to(device) if known_labels else None,

@@ -1,0 +1,241 @@
+"""The messages of the secure-aggregation protocol, with their size on the wire.
+
+Rounds follow Bonawitz et al. (CCS 2017, Fig. 4): 0 AdvertiseKeys, 1 ShareKeys,
+2 MaskedInputCollection, 3 ConsistencyCheck (active-adversary mode only), 4 Unmasking. In each
+round the server sends every live client one message and collects one reply; a client that
+does not reply has dropped. Every message is an immutable object whose ``nbytes`` counts a
+fixed-width encoding: 1 byte message kind, 4 bytes per party id, 32-byte keys and seeds,
+64-byte signatures, shares as ``share_size()`` bytes, vectors at their ring dtype, and
+survivor sets as a bitmap over the cohort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+from gradleak.defenses.secagg.shamir import share_size
+from gradleak.errors import GradleakError
+
+ROUNDS = ("advertise", "share", "mask", "consistency", "unmask")
+TITLES = {
+    "advertise": "AdvertiseKeys",
+    "share": "ShareKeys",
+    "mask": "MaskedInputCollection",
+    "consistency": "ConsistencyCheck",
+    "unmask": "Unmasking",
+}
+
+KIND_BYTES = 1
+ID_BYTES = 4
+HEADER_BYTES = KIND_BYTES + ID_BYTES
+
+
+class ProtocolError(GradleakError):
+    """A message was rejected (wrong round, unknown or duplicate sender, wrong length, failed
+    authentication); the party that rejected it is unchanged and may go on."""
+
+
+class ProtocolAbort(GradleakError):
+    """The protocol cannot finish safely: too few live clients, or the server was caught lying."""
+
+
+def bitmap(ids: frozenset[int], cohort: int) -> bytes:
+    """A set of client ids as a little-endian bitmap over the cohort."""
+    return sum(1 << u for u in ids).to_bytes((cohort + 7) // 8, "little")
+
+
+def advert_payload(session: bytes, sender: int, cipher_public: bytes, mask_public: bytes) -> bytes:
+    """What a client signs in AdvertiseKeys (active mode): its keys bound to itself and the session."""
+    return b"advertise" + session + sender.to_bytes(ID_BYTES, "little") + cipher_public + mask_public
+
+
+def survivors_payload(session: bytes, survivors: frozenset[int], cohort: int) -> bytes:
+    """What a client signs in ConsistencyCheck: the survivor set U3 of this session."""
+    return b"survivors" + session + bitmap(survivors, cohort)
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    round: ClassVar[str]
+
+    @property
+    def nbytes(self) -> int:
+        raise NotImplementedError
+
+
+# Server -> client
+
+
+@dataclass(frozen=True, eq=False)
+class Setup(Message):
+    """Round 0 request: the session, the client's neighbours (SecAgg+ graph) and the parameters."""
+
+    round = "advertise"
+    recipient: int
+    session: bytes
+    cohort: int
+    threshold: int
+    neighbors: frozenset[int]
+    dim: int
+    bits: int
+    active: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + len(self.session) + 3 * 4 + 2 + ID_BYTES * len(self.neighbors)
+
+
+@dataclass(frozen=True, eq=False)
+class KeyBroadcast(Message):
+    """Round 1 request: the advertised keys of the client's live neighbours (and its own)."""
+
+    round = "share"
+    recipient: int
+    keys: Mapping[int, "AdvertiseKeys"] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", _frozen(self.keys))
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + sum(m.nbytes - KIND_BYTES for m in self.keys.values())
+
+
+@dataclass(frozen=True, eq=False)
+class SharesRelay(Message):
+    """Round 2 request: the encrypted shares other clients addressed to this client, by sender."""
+
+    round = "mask"
+    recipient: int
+    ciphertexts: Mapping[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ciphertexts", _frozen(self.ciphertexts))
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + sum(ID_BYTES + len(c) for c in self.ciphertexts.values())
+
+
+@dataclass(frozen=True, eq=False)
+class SurvivorList(Message):
+    """Round 3 request (active mode): the set U3 of clients whose masked input arrived."""
+
+    round = "consistency"
+    recipient: int
+    survivors: frozenset[int]
+    cohort: int
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + (self.cohort + 7) // 8
+
+
+@dataclass(frozen=True, eq=False)
+class UnmaskRequest(Message):
+    """Round 4 request: whose self-mask shares (survivors) and whose key shares (dropped) to reveal,
+    with the survivors' signatures on U3 in active mode."""
+
+    round = "unmask"
+    recipient: int
+    survivors: frozenset[int]
+    dropped: frozenset[int]
+    signatures: Mapping[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signatures", _frozen(self.signatures))
+
+    @property
+    def nbytes(self) -> int:
+        ids = ID_BYTES * (len(self.survivors) + len(self.dropped))
+        return HEADER_BYTES + ids + sum(ID_BYTES + len(s) for s in self.signatures.values())
+
+
+# Client -> server
+
+
+@dataclass(frozen=True, eq=False)
+class AdvertiseKeys(Message):
+    """Round 0 reply: c_u^PK (share encryption) and s_u^PK (masks), signed in active mode."""
+
+    round = "advertise"
+    sender: int
+    cipher_public: bytes
+    mask_public: bytes
+    signature: bytes = b""
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + len(self.cipher_public) + len(self.mask_public) + len(self.signature)
+
+
+@dataclass(frozen=True, eq=False)
+class ShareKeys(Message):
+    """Round 1 reply: e_{u,v} = AE(c_uv, u || v || share of s_u^SK || share of b_u) per neighbour v."""
+
+    round = "share"
+    sender: int
+    ciphertexts: Mapping[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ciphertexts", _frozen(self.ciphertexts))
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + sum(ID_BYTES + len(c) for c in self.ciphertexts.values())
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedInput(Message):
+    """Round 2 reply: y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) in Z_R."""
+
+    round = "mask"
+    sender: int
+    vector: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.vector.flags.writeable = False
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + self.vector.nbytes
+
+
+@dataclass(frozen=True, eq=False)
+class ConsistencySignature(Message):
+    """Round 3 reply (active mode): the client's signature on the session and U3."""
+
+    round = "consistency"
+    sender: int
+    signature: bytes
+
+    @property
+    def nbytes(self) -> int:
+        return HEADER_BYTES + len(self.signature)
+
+
+@dataclass(frozen=True, eq=False)
+class UnmaskResponse(Message):
+    """Round 4 reply: shares of b_v for survivors v and of s_v^SK for dropped v, never both."""
+
+    round = "unmask"
+    sender: int
+    self_mask_shares: Mapping[int, int] = field(default_factory=dict)
+    key_shares: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "self_mask_shares", _frozen(self.self_mask_shares))
+        object.__setattr__(self, "key_shares", _frozen(self.key_shares))
+
+    @property
+    def nbytes(self) -> int:
+        count = len(self.self_mask_shares) + len(self.key_shares)
+        return HEADER_BYTES + count * (ID_BYTES + share_size())

@@ -1,0 +1,116 @@
+"""``gradleak secagg``: run secure aggregation on random vectors, check the sum, print the cost."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from gradleak.defenses.secagg.fixedpoint import FixedPoint
+from gradleak.defenses.secagg.graph import plan
+from gradleak.defenses.secagg.messages import ROUNDS, TITLES
+from gradleak.defenses.secagg.protocol import Dropouts, SecAggResult, run_secagg
+from gradleak.errors import GradleakError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "secagg",
+        help="run secure aggregation on random vectors and print its cost",
+        description="Run the Bonawitz et al. secure-aggregation protocol (SecAgg+ for large cohorts) on "
+        "random vectors in [-1, 1], check the unmasked sum against the plaintext sum of the "
+        "surviving clients' quantised inputs, and print bytes and seconds per party.",
+    )
+    parser.add_argument("--clients", type=int, required=True, help="cohort size n")
+    parser.add_argument("--dim", type=int, required=True, help="vector length d")
+    parser.add_argument("--dropout", type=float, default=0.0, help="fraction of clients that drop out (default 0)")
+    parser.add_argument(
+        "--dropout-round", choices=ROUNDS, default="mask",
+        help="the round they drop at; 'mask' = after ShareKeys, before sending the masked input (default)",
+    )
+    parser.add_argument(
+        "--threshold", type=int, help="Shamir threshold t per neighbourhood (default: a majority; above 2/3 with --active)"
+    )
+    parser.add_argument("--neighbors", type=int, help="SecAgg+ neighbours k (default: complete for small n, O(log n) otherwise)")
+    parser.add_argument("--bits", type=int, default=32, help="ring Z_2^b of the masked entries (default 32)")
+    parser.add_argument("--active", action="store_true", help="active-adversary mode: signatures and a consistency check")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the test vectors and who drops (keys stay random)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dim < 1:
+        raise GradleakError(f"--dim must be at least 1, not {args.dim}")
+    if args.dropout_round == "consistency" and not args.active:
+        raise GradleakError("--dropout-round consistency needs --active (the round exists only there)")
+    parameters = plan(args.clients, args.neighbors, args.threshold, active=args.active)
+    encoder = FixedPoint.fitting(args.clients, clip=1.0, bits=args.bits)
+
+    def inputs(u: int) -> np.ndarray:
+        values = np.random.default_rng([args.seed, u]).uniform(-1, 1, args.dim)
+        return encoder.encode(values, np.random.default_rng([args.seed, u, 1]))
+
+    dropouts = Dropouts.fraction(args.clients, args.dropout, args.dropout_round, np.random.default_rng(args.seed))
+    start = time.perf_counter()
+    result = run_secagg(inputs, parameters, args.dim, args.bits, dropouts)
+    seconds = time.perf_counter() - start
+
+    expected = np.zeros(args.dim, dtype=encoder.dtype)
+    for u in result.survivors:
+        np.add(expected, inputs(u), out=expected)
+    encoder.reduce(expected)
+    report = {
+        "correct": bool(np.array_equal(expected, result.total)),
+        **result.summary(),
+        "dropout": args.dropout,
+        "dropout_round": args.dropout_round,
+        "dropouts": len(dropouts.all()),
+        "active": args.active,
+        "value_bits": encoder.value_bits,
+        "seconds": seconds,
+        "security": parameters.describe(args.dropout),
+        "rounds": result.cost.rounds,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, result)
+    return 0 if report["correct"] else 1
+
+
+def print_report(report: dict, result: SecAggResult) -> None:
+    print(report["security"])
+    print(
+        f"{report['dropouts']} clients dropped at {TITLES[report['dropout_round']]}; the sum holds "
+        f"{report['survivors']} of {report['clients']} inputs and {'equals' if report['correct'] else 'DIFFERS FROM'} "
+        f"the plaintext sum of those {report['value_bits']}-bit inputs in Z_2^{report['bits']}"
+    )
+    print()
+    print(f"{'round':<24}{'client sent B':>15}{'client recv B':>15}{'client s':>11}{'server s':>11}")
+    for name, row in result.cost.rounds.items():
+        clients = max(row["clients"], 1)
+        print(
+            f"{TITLES[name]:<24}{row['client_bytes_sent'] / clients:>15,.0f}"
+            f"{row['client_bytes_received'] / clients:>15,.0f}{row['client_seconds'] / clients:>11.4f}"
+            f"{row['server_seconds']:>11.3f}"
+        )
+    print("(client columns: mean over the clients live in that round)")
+    print()
+    rows = [
+        ("bytes sent per client", f"{report['client_bytes_sent']:,.0f}"),
+        ("bytes received per client", f"{report['client_bytes_received']:,.0f}"),
+        ("float32 update in the clear", f"{report['plaintext_bytes']:,}"),
+        ("expansion (sent + received) / clear", f"{report['expansion']:.3f}x"),
+        ("upload expansion sent / clear", f"{report['upload_expansion']:.3f}x"),
+        ("client compute, mean / max", f"{report['client_seconds']:.3f} s / {report['client_seconds_max']:.3f} s"),
+        ("server compute", f"{report['server_seconds']:.3f} s"),
+        ("server bytes sent / received", f"{report['server_bytes_sent']:,} / {report['server_bytes_received']:,}"),
+        ("survivor graph components", str(report["survivor_components"])),
+        ("wall time (all parties, one process)", f"{report['seconds']:.2f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
