@@ -145,8 +145,13 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise GradleakError(f"{path} is not valid TOML: {exc}") from None
-    where = str(path) if path else "the flags"
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return parse_config(raw, str(path) if path else "the flags", scenario_overrides)
+
+
+def parse_config(raw: Mapping[str, Any], where: str, scenario_overrides: Mapping[str, Any] | None = None) -> GridConfig:
+    """A config from its TOML structure (a dict); ``where`` names its source in error messages."""
+    raw = dict(raw)
     tables = raw.pop("scenario", None)
     if tables is None:
         tables = [{}]

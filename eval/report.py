@@ -199,12 +199,20 @@ def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figur
         if baseline:
             axis.axhline(Stat.of(_capped(baseline)).mean, color=color, linestyle="--", linewidth=0.8)
     axis.axhline(threshold_db, color="black", linestyle=":", linewidth=0.8, label=f"success threshold {threshold_db:g} dB")
-    axis.set_xscale("log")
+    _log_ticks(axis, [e for points in lines.values() for e in points])
     axis.set_xlabel("ε (smaller = more private)")
     axis.set_ylabel("attack PSNR (dB)")
     axis.legend(fontsize=6)
     axis.grid(alpha=0.3)
     return figure
+
+
+def _log_ticks(axis: Any, values: Iterable[float]) -> None:
+    """A log x axis ticked at the values measured, written plainly (8, not 2^3 or 8x10^0)."""
+    ticks = sorted(set(values))
+    axis.set_xscale("log")
+    axis.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axis.minorticks_off()
 
 
 PSNR_PLOT_CAP = 100.0  # a perfect copy (inf dB) is drawn at the top of the plot
@@ -237,7 +245,7 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
     for setting, values in clean.items():
         axis.axhline(100 * float(np.mean(values)), color=f"C{settings.index(setting) % 10}", linestyle="--",
                      linewidth=0.8, label=f"{setting} · no defense")
-    axis.set_xscale("log")
+    _log_ticks(axis, [e for points in lines.values() for e in points])
     axis.set_xlabel("ε (smaller = more private)")
     axis.set_ylabel("test accuracy (%)")
     axis.legend(fontsize=6)
@@ -312,7 +320,7 @@ def secagg_section(records: list[dict[str, Any]]) -> Section:
     left.set_ylabel("KiB sent per client (dashed: float32 in the clear)")
     right.set_ylabel("seconds")
     for axis in (left, right):
-        axis.set_xscale("log")
+        _log_ticks(axis, [r["clients"] for r in records])
         axis.set_xlabel("clients")
         axis.legend(fontsize=6)
         axis.grid(alpha=0.3)

@@ -148,7 +148,7 @@ def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> lis
             g.scenario,
             g.attack,
             g.defense,
-            "–" if eps is None else f"{eps:g}",
+            "–" if eps is None else f"{eps:.3g}",
             str(len(g.records)),
             g.psnr.format(db=True),
             g.ssim.format(digits=3),

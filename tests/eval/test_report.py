@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,49 +78,13 @@ def test_report_command_writes_markdown_and_html_with_every_section(results, tmp
     assert "src=\"file:" not in html and "figures/" not in html  # self-contained
 
 
-# --- the browser test ----------------------------------------------------------------------
-
-HEADLESS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=10000",
-]
+# --- the browser test (the decoded_widths fixture is in conftest.py) ---
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """Debian's chromium, apt-installed when missing; the test is skipped, with why, when that fails."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if not shutil.which("apt-get") or os.geteuid() != 0:
-        pytest.skip("chromium is not installed and apt-get (as root) is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", "chromium"]
-    attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
-    if attempt.returncode != 0:  # stale package lists: refresh once and try again
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
-    found = shutil.which("chromium")
-    if attempt.returncode != 0 or not found:
-        pytest.skip(f"could not apt-get install chromium: {attempt.stderr.strip().splitlines()[-1:]}")
-    return found
-
-
-def decoded_widths(chromium: str, page: Path, profile: Path) -> list[int]:
-    """Load ``page`` headless and read the widths its script recorded for each <img>."""
-    run = subprocess.run(
-        [chromium, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    found = re.search(r'data-image-widths="([0-9,]*)"', run.stdout)
-    assert found, f"the page's script did not run: {run.stderr[-2000:]}"
-    return [int(w) for w in found.group(1).split(",") if w]
-
-
-def test_report_renders_in_headless_chromium(results, tmp_path, chromium):
+def test_report_renders_in_headless_chromium(results, tmp_path, decoded_widths):
     records = load_results([results])
     _, page = write_report(records, tmp_path / "report")
-    widths = decoded_widths(chromium, page, tmp_path / "profile")
+    widths = decoded_widths(page)
     assert len(widths) == page.read_text().count("<img ") == 4
     assert all(w > 100 for w in widths), widths
 
@@ -132,4 +93,4 @@ def test_report_renders_in_headless_chromium(results, tmp_path, chromium):
     first = re.search(r"base64,([A-Za-z0-9+/=]+)", text).group(1)
     broken = tmp_path / "broken.html"
     broken.write_text(text.replace(first, base64.b64encode(b"not a png" * 50).decode(), 1))
-    assert decoded_widths(chromium, broken, tmp_path / "profile2")[0] == 0
+    assert decoded_widths(broken)[0] == 0

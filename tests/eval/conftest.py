@@ -1,0 +1,54 @@
+"""Shared by the eval tests: a real headless browser to open reports in."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+HEADLESS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=10000",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium, apt-installed when missing; the test is skipped, with why, when that fails."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and apt-get (as root) is not available to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=300", "chromium"]
+    attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    if attempt.returncode != 0:  # stale package lists: refresh once and try again
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
+        attempt = subprocess.run(install, env=env, capture_output=True, text=True, timeout=1200)
+    found = shutil.which("chromium")
+    if attempt.returncode != 0 or not found:
+        pytest.skip(f"could not apt-get install chromium: {attempt.stderr.strip().splitlines()[-1:]}")
+    return found
+
+
+@pytest.fixture
+def decoded_widths(chromium, tmp_path_factory) -> Callable[[Path], list[int]]:
+    """Load a page in headless chromium and read the width its script recorded for each <img>."""
+
+    def widths(page: Path) -> list[int]:
+        profile = tmp_path_factory.mktemp("chromium-profile")  # empty: no state carries over
+        run = subprocess.run(
+            [chromium, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120,
+        )
+        found = re.search(r'data-image-widths="([0-9,]*)"', run.stdout)
+        assert found, f"the page's script did not run: {run.stderr[-2000:]}"
+        return [int(w) for w in found.group(1).split(",") if w]
+
+    return widths
