@@ -22,8 +22,18 @@ Assumptions the guarantee rests on:
   cover the expected dropout rate;
 - continuous noise is an idealisation: secure aggregation sums integers modulo 2^b, and
   rounding a noised float to the grid is post-processing of each upload, not of the sum.
-  Kairouz et al. add discrete Gaussian noise on the integer grid instead; the cost is a slightly
-  larger sensitivity after rounding.
+
+``discrete=true`` is Kairouz et al.'s mechanism itself (:mod:`~gradleak.defenses.discrete_gaussian`):
+each client puts its clipped update on secure aggregation's integer grid by conditional
+randomized rounding, whose L2 bound ``Delta`` (grid units) replaces ``C / gamma``, and adds
+discrete Gaussian noise ``N_Z(0, sigma^2 Delta^2 / (h n))``. The upload is then exactly a grid
+point, so the ``secagg`` aggregator encodes it without rounding again, provided both use the same
+grid: give ``secagg`` the same ``clip`` (here ``grid_range``), ``value_bits`` and ``bits``. (With
+float32 updates a grid point ``k * step`` is stored to within ``k * 2^-24`` steps, so the encoder's
+stochastic rounding moves about that fraction of entries by one step; float64 updates are exact.)
+Accounting is by concentrated DP (their Thm. 1), so it uses the RDP accountant, without
+sampling amplification (``sample_rate=1``); each upload checks that the ``tau`` term costs at
+most :data:`TAU_SLACK` of the privacy budget, and sigma carries that slack.
 """
 
 from __future__ import annotations
@@ -32,22 +42,42 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
-from gradleak.defenses import register
+from gradleak.defenses import discrete_gaussian, register
 from gradleak.defenses.accounting import DPSettings, compute_epsilon
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
+from gradleak.defenses.secagg.aggregator import flatten, unflatten
+from gradleak.defenses.secagg.fixedpoint import FixedPoint
 from gradleak.errors import GradleakError
+
+# The discrete mechanism's zCDP parameter may exceed the Gaussian's 1 / (2 sigma^2) by this
+# fraction (tau's share); sigma is scaled by sqrt(1 + TAU_SLACK) to pay for it.
+TAU_SLACK = 1e-3
 
 
 @dataclass(frozen=True)
 class DistributedConfig(DPSettings):
     clients: int | None = None  # n: the cohort the noise is split over (public in FL)
     honest_fraction: float = 1.0  # h: Kairouz et al. 2021 scale the local noise by 1/h
+    discrete: bool = False  # Kairouz et al.'s discrete Gaussian on secure aggregation's grid
+    grid_range: float = 8.0  # discrete: secagg's per-coordinate clip (SecAggConfig.clip's default)
+    value_bits: int = 20  # discrete: secagg's value_bits; grid step grid_range / (2^(value_bits-1) - 1)
+    bits: int = 32  # discrete: secagg's ring Z_{2^bits}
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.discrete:
+            if self.accountant != "rdp" or self.sample_rate != 1:
+                raise GradleakError(
+                    "discrete distributed DP is accounted by concentrated DP (Kairouz et al. 2021) without "
+                    "sampling amplification: set accountant=rdp and leave sample_rate=1"
+                )
+            if self.clip > self.grid_range:
+                raise GradleakError(f"clip={self.clip} exceeds grid_range={self.grid_range}; the grid must hold the update")
+            FixedPoint(self.grid_range, self.value_bits, self.bits)  # checks the grid
         if self.clients is None or self.clients < 1:
             raise GradleakError(
                 f"dp-distributed needs clients= (the number of clients n whose noise shares add up), "
@@ -74,15 +104,44 @@ class DistributedDP(Defense):
 
     def __init__(self, config: DistributedConfig | None = None) -> None:
         super().__init__(config)
-        self.sigma = self.config.sigma
+        slack = math.sqrt(1 + TAU_SLACK) if self.config.discrete else 1.0
+        # The noise multiplier the accountant sees; the discrete mechanism adds sqrt(1 + slack) more.
+        self.accounted_sigma = self.config.sigma if self.config.epsilon is not None else self.config.sigma / slack
+        self.sigma = self.accounted_sigma * slack
 
     @property
     def share_std(self) -> float:
-        """The standard deviation of the noise one client adds, in the update's units."""
+        """The standard deviation of the noise one client adds, in the update's units (continuous)."""
         return self.sigma * self.config.clip / math.sqrt(self.config.noisy_clients)
 
     def on_upload(self, update: Update, context: ClientContext) -> Update:
-        return add_noise(clip_update(update, self.config.clip), self.share_std, context.generator)
+        clipped = clip_update(update, self.config.clip)
+        if not self.config.discrete:
+            return add_noise(clipped, self.share_std, context.generator)
+        seed = int(torch.randint(0, 2**62, (1,), generator=context.generator, device=context.generator.device))
+        return unflatten(self.discrete_upload(flatten(clipped), np.random.default_rng(seed)), update)
+
+    def discrete_upload(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Conditional rounding to the grid plus N_Z(0, sigma^2 Delta^2 / (h n)), as grid points in x's units."""
+        c = self.config
+        grid = FixedPoint(c.grid_range, c.value_bits, c.bits)
+        delta = discrete_gaussian.rounded_sensitivity(c.clip / grid.step, x.size)
+        share = self.sigma * delta / math.sqrt(c.noisy_clients)
+        parties = math.ceil(c.noisy_clients)
+        # Thm. 1: eps^2 <= 1 / sigma^2 + tau d / 2, which must stay within the accounted 1 / sigma_acc^2.
+        budget = 1 / self.accounted_sigma**2 - 1 / self.sigma**2 if self.sigma > 0 else math.inf
+        if discrete_gaussian.tau(share, parties) * x.size / 2 > budget:
+            raise GradleakError(
+                f"each client's discrete noise is only {share:.2g} grid steps, too coarse for the sum of "
+                f"{parties} to act as one discrete Gaussian; raise value_bits (a finer grid)"
+            )
+        noised = discrete_gaussian.conditional_round(x, grid, delta, rng) + discrete_gaussian.sample(x.size, share, rng)
+        if np.abs(noised).max() > grid.levels:
+            raise GradleakError(
+                f"noise carries an upload past the grid's range +-{c.grid_range}, where secure aggregation "
+                f"would clip it; raise grid_range (and secagg's clip with it)"
+            )
+        return noised * grid.step
 
     def on_aggregate(self, aggregate: Update, num_clients: int, generator: torch.Generator) -> Update:
         if num_clients < self.config.noisy_clients:
@@ -95,9 +154,11 @@ class DistributedDP(Defense):
 
     def epsilon(self) -> float:
         """The guarantee of the sum (what secure aggregation reveals)."""
-        return self.config.achieved_epsilon()
+        c = self.config
+        return compute_epsilon(self.accounted_sigma, c.sample_rate, c.steps, c.delta, c.accountant)
 
     def upload_epsilon(self) -> float:
         """The much weaker guarantee of one upload, which is what a server without secure aggregation sees."""
         c = self.config
-        return compute_epsilon(self.sigma / math.sqrt(c.noisy_clients), c.sample_rate, c.steps, c.delta, c.accountant)
+        one = self.accounted_sigma / math.sqrt(c.noisy_clients)
+        return compute_epsilon(one, c.sample_rate, c.steps, c.delta, c.accountant)

@@ -177,8 +177,10 @@ def run_round(
     weights = [len(c) for c in clients]
     aggregation = defenses.aggregator.aggregate(uploads, weights, generator)
     released = aggregation.aggregate
+    # Server-stage DP noise is sized for the clients actually in the aggregate (dropouts leave it).
+    contributing = len(clients) if aggregation.contributors is None else len(aggregation.contributors)
     for defense in defenses.at("server"):
-        released = defense.on_aggregate(released, len(clients), generator)
+        released = defense.on_aggregate(released, contributing, generator)
 
     if aggregation.individual:
         seen = [clients[victim]]

@@ -8,18 +8,19 @@ from gradleak.errors import GradleakError
 from gradleak.federated import noise_generator
 
 
-def upload(seed=0):
+def upload(seed=0, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(20, 50, generator=generator), torch.randn(7, generator=generator), torch.zeros(5))
+    tensors = (torch.randn(20, 50, generator=generator), torch.randn(7, generator=generator), torch.zeros(5))
+    return tuple(t.to(device) for t in tensors)
 
 
 def apply(spec, update, seed=0):
-    return build_defense(spec).on_upload(update, ClientContext(0, 1, noise_generator(seed)))
+    return build_defense(spec).on_upload(update, ClientContext(0, 1, noise_generator(seed, update[0].device)))
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.2, 0.9, 0.99])
-def test_pruning_zeroes_the_smallest_fraction_of_each_tensor(ratio):
-    raw = upload()
+def test_pruning_zeroes_the_smallest_fraction_of_each_tensor(ratio, device):
+    raw = upload(device=device)
     pruned = apply(f"prune:ratio={ratio}", raw)
     for before, after in zip(raw[:2], pruned[:2]):
         dropped = int(ratio * before.numel())
@@ -31,8 +32,8 @@ def test_pruning_zeroes_the_smallest_fraction_of_each_tensor(ratio):
 
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
-def test_quantisation_uses_at_most_2_to_the_k_levels_and_bounded_error(bits):
-    raw = upload()
+def test_quantisation_uses_at_most_2_to_the_k_levels_and_bounded_error(bits, device):
+    raw = upload(device=device)
     quantised = apply(f"quantize:bits={bits}", raw)
     levels = 2 ** (bits - 1) - 1
     for before, after in zip(raw[:2], quantised[:2]):
@@ -42,15 +43,15 @@ def test_quantisation_uses_at_most_2_to_the_k_levels_and_bounded_error(bits):
     assert torch.equal(quantised[2], raw[2])  # an all-zero tensor stays zero
 
 
-def test_stochastic_quantisation_is_unbiased():
-    raw = (torch.cat([torch.full((20000,), 0.3), torch.tensor([1.0])]),)  # scale 1: levels -1, 0, 1
+def test_stochastic_quantisation_is_unbiased(device):
+    raw = (torch.cat([torch.full((20000,), 0.3), torch.tensor([1.0])]).to(device),)  # scale 1: levels -1, 0, 1
     quantised = apply("quantize:bits=2,stochastic=true", raw)[0][:-1]
     assert set(torch.unique(quantised).tolist()) == {0.0, 1.0}
     assert quantised.mean().item() == pytest.approx(0.3, abs=0.01)
 
 
-def test_fp16_is_a_round_trip_through_half_precision():
-    raw = upload()
+def test_fp16_is_a_round_trip_through_half_precision(device):
+    raw = upload(device=device)
     halved = apply("fp16", raw)
     for before, after in zip(raw, halved):
         assert after.dtype == before.dtype

@@ -42,23 +42,24 @@ def test_each_client_update_is_clipped_to_c(scale):
         assert torch.nn.functional.cosine_similarity(flat(clipped), flat(raw), dim=0) > 1 - 1e-9
 
 
-def test_server_noise_is_sigma_c_on_the_sum():
+def test_server_noise_is_sigma_c_on_the_sum(device):
     sigma, clip, clients = 1.5, 2.0, 4
     defense = build_defense(f"dp-fedavg:noise_multiplier={sigma},clip={clip}")
-    mean = update(0.0, sizes=((200, 100),))
-    noised = defense.on_aggregate(mean, clients, noise_generator(0))
+    mean = tuple(t.to(device) for t in update(0.0, sizes=((200, 100),)))
+    noised = defense.on_aggregate(mean, clients, noise_generator(0, device))
     # The aggregate is the mean over the cohort: noise sigma C on the sum is sigma C / K on the mean.
+    assert noised[0].device == mean[0].device
     assert (flat(noised) * clients).std().item() == pytest.approx(sigma * clip, rel=0.03)
 
 
-def test_the_server_sees_clipped_but_unnoised_uploads():
-    model = build("lenet-zhu", SHAPE, 10, seed=0)
+def test_the_server_sees_clipped_but_unnoised_uploads(device):
+    model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
     images = torch.rand(8, *SHAPE, generator=torch.Generator().manual_seed(0))
     clients = split_clients(images, torch.arange(8) % 10, 4)
     stack = build_stack(["dp-fedavg:noise_multiplier=1,clip=0.5"])
     round_ = run_round(model, NORM, clients, 10, defenses=stack, noise_seed=0)
     seen = round_.view.update  # central DP: the honest-but-curious server holds this
-    assert global_norm(seen) == pytest.approx(0.5, rel=1e-4)  # clipped (LeNet-Zhu's gradients are larger)
+    assert float(global_norm(seen)) == pytest.approx(0.5, rel=1e-4)  # clipped (LeNet-Zhu's gradients are larger)
     assert not round_.view.aggregate
     released = flat(round_.released)
     assert released.std().item() > 0.5 / 4  # the release carries noise of std sigma C / K = 0.125
@@ -69,11 +70,11 @@ def test_client_level_epsilon_is_the_accountants():
     assert defense.epsilon() == compute_epsilon(1.1, 0.01, 1000, 1e-6, "pld")
 
 
-def test_distributed_shares_add_up_to_the_central_noise():
+def test_distributed_shares_add_up_to_the_central_noise(device):
     sigma, clip, n = 2.0, 1.0, 10
     defense = build_defense(f"dp-distributed:noise_multiplier={sigma},clip={clip},clients={n}")
-    generator = noise_generator(0)
-    zero = update(0.0, sizes=((100, 100),))
+    generator = noise_generator(0, device)
+    zero = tuple(t.to(device) for t in update(0.0, sizes=((100, 100),)))
     uploads = [defense.on_upload(zero, context(generator)) for _ in range(n)]
     share = flat(uploads[0]).std().item()
     assert share == pytest.approx(sigma * clip / math.sqrt(n), rel=0.03)

@@ -16,9 +16,9 @@ SHAPE = (3, 16, 16)
 NORM = Normalization((0.5,) * 3, (0.5,) * 3)
 
 
-def batch(size, shape=SHAPE, seed=0):
+def batch(size, shape=SHAPE, seed=0, device="cpu"):
     generator = torch.Generator().manual_seed(seed)
-    return torch.rand(size, *shape, generator=generator), torch.arange(size) % 10
+    return torch.rand(size, *shape, generator=generator).to(device), (torch.arange(size) % 10).to(device)
 
 
 def params_of(model):
@@ -37,43 +37,44 @@ def test_per_example_gradients_are_each_examples_own_gradient():
 
 
 @pytest.mark.parametrize("clip", [0.01, 1.0, 1e3])
-def test_every_example_contributes_at_most_clip(clip):
-    model = build("lenet-zhu", SHAPE, 10, seed=0)
-    x, y = batch(8)
+def test_every_example_contributes_at_most_clip(clip, device):
+    model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
+    x, y = batch(8, device=device)
     per_example = per_example_gradients(model, params_of(model), x, y)
     norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in per_example.values()))
     # Each clipped contribution is the clipped sum of a batch made of that example alone.
     for i in range(8):
         alone = clipped_sum({n: g[i : i + 1] for n, g in per_example.items()}, clip)
-        norm = torch.sqrt(sum(g.square().sum() for g in alone.values()))
+        norm = float(torch.sqrt(sum(g.square().sum() for g in alone.values())))
         assert norm <= clip
         assert norm == pytest.approx(min(clip, float(norms[i])), rel=1e-4)  # untouched when inside the ball
     if clip == 0.01:
         assert (norms > clip).all()  # the test did exercise clipping
 
 
-def test_released_noise_has_standard_deviation_sigma_clip():
+def test_released_noise_has_standard_deviation_sigma_clip(device):
     sigma, clip, size = 2.0, 0.5, 8
-    model = build("lenet-zhu", SHAPE, 10, seed=0)
-    x, y = batch(size)
+    model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
+    x, y = batch(size, device=device)
     defense = build_defense(f"dp-sgd:noise_multiplier={sigma},clip={clip}")
-    released = defense.step_gradient(model, params_of(model), x, y, noise_generator(0))
+    released = defense.step_gradient(model, params_of(model), x, y, noise_generator(0, device))
     clean = clipped_sum(per_example_gradients(model, params_of(model), x, y), clip)
     names = trainable_names(model)
     # The step returns (clipped sum + noise) / B; what is left after removing the sum is the noise.
-    noise = torch.cat([(r * size - clean[n]).flatten() for r, n in zip(released, names)]).double()
+    assert all(r.device == x.device for r in released)
+    noise = torch.cat([(r * size - clean[n]).flatten() for r, n in zip(released, names)]).double().cpu()
     assert noise.std().item() == pytest.approx(sigma * clip, rel=0.03)
     assert abs(noise.mean().item()) < 4 * sigma * clip / noise.numel() ** 0.5
     assert stats.kstest(noise.numpy() / (sigma * clip), "norm").pvalue > 1e-3
 
 
-def test_poisson_sampling_keeps_the_expected_lot_scale():
-    model = build("mlp:hidden=8", (1, 4, 4), 10, seed=0)
-    x, y = batch(400, (1, 4, 4))
+def test_poisson_sampling_keeps_the_expected_lot_scale(device):
+    model = build("mlp:hidden=8", (1, 4, 4), 10, seed=0).to(device)
+    x, y = batch(400, (1, 4, 4), device=device)
     defense = build_defense("dp-sgd:noise_multiplier=0,clip=100,sample_rate=0.25")
     full = clipped_sum(per_example_gradients(model, params_of(model), x, y), 100.0)
     names = trainable_names(model)
-    draws = [defense.step_gradient(model, params_of(model), x, y, noise_generator(seed)) for seed in range(200)]
+    draws = [defense.step_gradient(model, params_of(model), x, y, noise_generator(seed, device)) for seed in range(200)]
     # Dividing by the expected lot q B makes the step an unbiased estimate of the full mean gradient.
     mean_step = torch.stack([torch.cat([g.flatten() for g in d]) for d in draws]).mean(0)
     full_mean = torch.cat([full[n].flatten() / len(x) for n in names])
@@ -121,8 +122,8 @@ def test_batchnorm_in_eval_mode_is_per_example():
         torch.testing.assert_close(per_example[name][1], g, rtol=1e-4, atol=1e-6)
 
 
-def test_without_clipping_or_noise_a_fedavg_round_is_the_plain_one():
-    model = build("lenet-zhu", SHAPE, 10, seed=0)
+def test_without_clipping_or_noise_a_fedavg_round_is_the_plain_one(device):
+    model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
     x, y = batch(8)
     local = LocalTraining("fedavg", local_steps=4, learning_rate=0.1, batch_size=4)
     plain = run_round(model, NORM, [Client(0, x, y)], 10, local=local)
