@@ -23,9 +23,9 @@ is the complete graph. That k grows like log n (about 40 at n = 100 and 60 at n 
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable
 
 from scipy.stats import binom
@@ -56,7 +56,11 @@ class Graph:
 
     def neighborhood(self, u: int) -> frozenset[int]:
         """N[u] = N(u) + {u}: the parties holding shares of u's secrets."""
-        return self.neighbors[u] | {u}
+        return self._neighborhoods[u]
+
+    @cached_property
+    def _neighborhoods(self) -> tuple[frozenset[int], ...]:
+        return tuple(nb | {u} for u, nb in enumerate(self.neighbors))
 
     def components(self, alive: Iterable[int]) -> int:
         """Connected components of the subgraph on ``alive``: with more than one, the server could

@@ -11,7 +11,7 @@ survivor sets as a bitmap over the cohort.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import ClassVar, Mapping
 
@@ -45,7 +45,9 @@ class ProtocolAbort(GradleakError):
 
 def bitmap(ids: frozenset[int], cohort: int) -> bytes:
     """A set of client ids as a little-endian bitmap over the cohort."""
-    return sum(1 << u for u in ids).to_bytes((cohort + 7) // 8, "little")
+    members = np.zeros(cohort, dtype=bool)
+    members[list(ids)] = True
+    return np.packbits(members, bitorder="little").tobytes()
 
 
 def advert_payload(session: bytes, sender: int, cipher_public: bytes, mask_public: bytes) -> bytes:
@@ -58,13 +60,17 @@ def survivors_payload(session: bytes, survivors: frozenset[int], cohort: int) ->
     return b"survivors" + session + bitmap(survivors, cohort)
 
 
-def _frozen(mapping: Mapping) -> Mapping:
-    return MappingProxyType(dict(mapping))
-
-
 @dataclass(frozen=True, eq=False)
 class Message:
+    """Immutable once built: mappings are frozen, so a relayed message cannot be edited in transit."""
+
     round: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, f.name, MappingProxyType(dict(value)))
 
     @property
     def nbytes(self) -> int:
@@ -101,9 +107,6 @@ class KeyBroadcast(Message):
     recipient: int
     keys: Mapping[int, "AdvertiseKeys"] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", _frozen(self.keys))
-
     @property
     def nbytes(self) -> int:
         return HEADER_BYTES + sum(m.nbytes - KIND_BYTES for m in self.keys.values())
@@ -116,9 +119,6 @@ class SharesRelay(Message):
     round = "mask"
     recipient: int
     ciphertexts: Mapping[int, bytes] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ciphertexts", _frozen(self.ciphertexts))
 
     @property
     def nbytes(self) -> int:
@@ -149,9 +149,6 @@ class UnmaskRequest(Message):
     survivors: frozenset[int]
     dropped: frozenset[int]
     signatures: Mapping[int, bytes] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "signatures", _frozen(self.signatures))
 
     @property
     def nbytes(self) -> int:
@@ -185,9 +182,6 @@ class ShareKeys(Message):
     sender: int
     ciphertexts: Mapping[int, bytes] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ciphertexts", _frozen(self.ciphertexts))
-
     @property
     def nbytes(self) -> int:
         return HEADER_BYTES + sum(ID_BYTES + len(c) for c in self.ciphertexts.values())
@@ -202,6 +196,7 @@ class MaskedInput(Message):
     vector: np.ndarray
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.vector.flags.writeable = False
 
     @property
@@ -230,10 +225,6 @@ class UnmaskResponse(Message):
     sender: int
     self_mask_shares: Mapping[int, int] = field(default_factory=dict)
     key_shares: Mapping[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "self_mask_shares", _frozen(self.self_mask_shares))
-        object.__setattr__(self, "key_shares", _frozen(self.key_shares))
 
     @property
     def nbytes(self) -> int:

@@ -210,7 +210,7 @@ class SecAggServer:
     def _open_unmask(self, live: frozenset[int], signatures: Mapping[int, bytes]) -> list[UnmaskRequest]:
         def request(u: int) -> UnmaskRequest:
             holders = self.graph.neighborhood(u) & self.u2
-            local = {v: s for v, s in signatures.items() if v in self.graph.neighborhood(u)}
+            local = {v: signatures[v] for v in self.graph.neighborhood(u) & signatures.keys()}
             return UnmaskRequest(u, holders & self.u3, holders - self.u3, local)
 
         requests = self._open("unmask", live, request)
@@ -232,10 +232,10 @@ class SecAggServer:
         total = self.total
         for v in sorted(self.u2):
             survived = v in self.u3
+            holders = self.graph.neighborhood(v) & responses.keys()
             shares = [
-                (point(w), (m.self_mask_shares if survived else m.key_shares)[v])
-                for w, m in responses.items()
-                if v in self.graph.neighborhood(w)
+                (point(w), (responses[w].self_mask_shares if survived else responses[w].key_shares)[v])
+                for w in sorted(holders)
             ]
             secret = shamir.reconstruct(shares, self.threshold)
             if survived:
