@@ -11,6 +11,10 @@ Gaussian mechanism, which `dp-accounting` (Google) computes two ways:
   the discretisation, which is pessimistic, so the reported epsilon is still an upper bound;
 - ``rdp``: Renyi DP (Mironov 2017; Mironov, Talwar, Zhang 2019), a looser upper bound.
 
+The PLD's grid spans the privacy loss, so it grows with epsilon: past :data:`PLD_LIMIT` (where
+no meaningful guarantee is left) it would take minutes, and the RDP bound is used instead;
+:func:`account` says which one answered.
+
 Cross-check from the literature (q = 0.125, 24 steps, delta = 1e-5, sigma = 1.384):
 PLD 2.62, RDP 3.00.
 
@@ -38,6 +42,8 @@ ACCOUNTANTS: tuple[str, ...] = get_args(Accountant)
 # Width of the PLD's privacy-loss grid. dp-accounting's default (1e-4) is 10x slower; 1e-3
 # changes epsilon by under 0.1% up to 10,000 steps and stays pessimistic (an upper bound).
 PLD_DISCRETIZATION = 1e-3
+# Above this epsilon (by RDP) the PLD accountant hands over to RDP; e^50 is no guarantee anyway.
+PLD_LIMIT = 50.0
 # Below this the privacy loss is so wide that the PLD grid takes minutes and epsilon is past
 # any meaningful guarantee; calibration reports the target as unreachable instead.
 MIN_NOISE_MULTIPLIER = 0.05
@@ -76,20 +82,37 @@ def _quiet_absl() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
+def _epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str) -> float:
+    ledger = _accountant(accountant)()
+    ledger.compose(dp_event(noise_multiplier, sample_rate, steps))
+    return float(ledger.get_epsilon(delta))
+
+
 @functools.lru_cache(maxsize=256)
+def account(
+    noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: Accountant = "pld"
+) -> tuple[float, str]:
+    """The epsilon of (epsilon, delta)-DP reached by ``steps`` Poisson-subsampled Gaussian steps,
+    and the accountant that computed it (``rdp`` for a ``pld`` request past :data:`PLD_LIMIT`)."""
+    _check(sample_rate, steps, delta)
+    _accountant(accountant)
+    if noise_multiplier < 0:
+        raise GradleakError(f"noise multiplier must be non-negative, not {noise_multiplier}")
+    if noise_multiplier == 0:
+        return math.inf, accountant
+    _quiet_absl()
+    if accountant == "pld":
+        bound = _epsilon(noise_multiplier, sample_rate, steps, delta, "rdp")
+        if bound > PLD_LIMIT:
+            return bound, "rdp"
+    return _epsilon(noise_multiplier, sample_rate, steps, delta, accountant), accountant
+
+
 def compute_epsilon(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: Accountant = "pld"
 ) -> float:
     """The epsilon of (epsilon, delta)-DP reached by ``steps`` Poisson-subsampled Gaussian steps."""
-    _check(sample_rate, steps, delta)
-    if noise_multiplier < 0:
-        raise GradleakError(f"noise multiplier must be non-negative, not {noise_multiplier}")
-    if noise_multiplier == 0:
-        return math.inf
-    _quiet_absl()
-    ledger = _accountant(accountant)()
-    ledger.compose(dp_event(noise_multiplier, sample_rate, steps))
-    return float(ledger.get_epsilon(delta))
+    return account(noise_multiplier, sample_rate, steps, delta, accountant)[0]
 
 
 @functools.lru_cache(maxsize=256)
@@ -100,6 +123,8 @@ def calibrate_noise_multiplier(
     _check(sample_rate, steps, delta)
     if not 0 < epsilon < math.inf:
         raise GradleakError(f"target epsilon must be positive and finite, not {epsilon}")
+    if epsilon > PLD_LIMIT:
+        accountant = "rdp"  # as account() does: RDP's sigma also meets the target under PLD
     make_accountant = _accountant(accountant)
     _quiet_absl()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gradleak.defenses.accounting import ACCOUNTANTS, calibrate_noise_multiplier, compute_epsilon
+from gradleak.defenses.accounting import ACCOUNTANTS, PLD_LIMIT, account, calibrate_noise_multiplier
 from gradleak.eval.metrics import jsonable
 
 
@@ -39,11 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def _report(args: argparse.Namespace, epsilon: float, noise_multiplier: float) -> int:
+def _report(args: argparse.Namespace, noise_multiplier: float) -> int:
+    epsilon, accountant = account(noise_multiplier, args.sample_rate, args.steps, args.delta, args.accountant)
     result = {
         "epsilon": epsilon,
         "noise_multiplier": noise_multiplier,
-        "accountant": args.accountant,
+        "accountant": accountant,
         "sample_rate": args.sample_rate,
         "steps": args.steps,
         "delta": args.delta,
@@ -53,16 +54,16 @@ def _report(args: argparse.Namespace, epsilon: float, noise_multiplier: float) -
         return 0
     print(
         f"epsilon {epsilon:.4g} at delta {args.delta:g} with noise multiplier {noise_multiplier:.4g}, "
-        f"sample rate {args.sample_rate:g}, {args.steps} step(s) ({args.accountant.upper()} accountant)"
+        f"sample rate {args.sample_rate:g}, {args.steps} step(s) ({accountant.upper()} accountant)"
     )
+    if accountant != args.accountant:
+        print(f"(past epsilon {PLD_LIMIT:g} the PLD accountant is slow and the guarantee void; RDP's bound is shown)")
     return 0
 
 
 def run_epsilon(args: argparse.Namespace) -> int:
-    epsilon = compute_epsilon(args.noise_multiplier, args.sample_rate, args.steps, args.delta, args.accountant)
-    return _report(args, epsilon, args.noise_multiplier)
+    return _report(args, args.noise_multiplier)
 
 
 def run_noise(args: argparse.Namespace) -> int:
-    sigma = calibrate_noise_multiplier(args.epsilon, args.sample_rate, args.steps, args.delta, args.accountant)
-    return _report(args, compute_epsilon(sigma, args.sample_rate, args.steps, args.delta, args.accountant), sigma)
+    return _report(args, calibrate_noise_multiplier(args.epsilon, args.sample_rate, args.steps, args.delta, args.accountant))

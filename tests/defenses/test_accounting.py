@@ -76,3 +76,14 @@ def test_agrees_with_opacus(accountant, opacus_name):
     theirs.history = [(SIGMA, Q, T)]
     # Opacus's RDP uses other orders, its PRV accountant is a third method (PAPERS.md: 2.63); all within 1%.
     assert compute_epsilon(SIGMA, Q, T, DELTA, accountant) == pytest.approx(theirs.get_epsilon(DELTA), rel=0.01)
+
+
+def test_past_the_pld_limit_the_rdp_bound_answers_quickly():
+    from gradleak.defenses.accounting import PLD_LIMIT, account
+
+    epsilon, used = account(0.1, 1.0, 100, DELTA, "pld")  # the PLD grid would take a minute here
+    assert used == "rdp" and epsilon > PLD_LIMIT
+    assert epsilon == compute_epsilon(0.1, 1.0, 100, DELTA, "rdp")
+    assert account(SIGMA, Q, T, DELTA, "pld")[1] == "pld"
+    sigma = calibrate_noise_multiplier(200.0, 1.0, 100, DELTA, "pld")
+    assert compute_epsilon(sigma, 1.0, 100, DELTA, "pld") == pytest.approx(200.0, rel=0.01)
