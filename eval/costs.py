@@ -27,6 +27,7 @@ class CostPoint:
     dropout: float = 0.0
     dropout_round: str = "mask"  # after ShareKeys: the server must recover the dropped clients' masks
     neighbors: int | None = None  # None: the command's default graph
+    active: bool = False  # signatures and a consistency check; a threshold above 2/3
     seed: int = 0
     plugins: tuple[str, ...] = ()
 
@@ -36,23 +37,31 @@ class CostPoint:
 
     @property
     def title(self) -> str:
-        return f"secagg n={self.clients} d={self.dim} dropout={self.dropout:g}"
+        return f"secagg n={self.clients} d={self.dim} dropout={self.dropout:g}" + (" active" if self.active else "")
 
     def argv(self) -> list[str]:
         argv = ["secagg", "--clients", str(self.clients), "--dim", str(self.dim), "--dropout", str(self.dropout),
                 "--dropout-round", self.dropout_round, "--seed", str(self.seed), "--json"]
-        return argv + (["--neighbors", str(self.neighbors)] if self.neighbors is not None else [])
+        argv += ["--neighbors", str(self.neighbors)] if self.neighbors is not None else []
+        return argv + (["--active"] if self.active else [])
 
 
 def measure(point: CostPoint) -> dict[str, Any]:
-    """Run the protocol once at ``point`` and return its cost record (kind ``secagg``)."""
+    """Run the protocol once at ``point`` and return its cost record (kind ``secagg``).
+
+    A clean abort (fewer survivors than the threshold) is an outcome, recorded with
+    ``aborted: true`` and the protocol's message.
+    """
     from gradleak.cli import main  # the command registry imports eval modules; import late
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = main(["--quiet", *point.argv()])
-    if status not in (0, 1):  # 1: ran, but the sum was wrong, which the record says
-        raise GradleakError(f"gradleak {' '.join(point.argv())} failed: {err.getvalue().strip()}")
-    report = json.loads(out.getvalue())
-    return {"key": point.key, "kind": "secagg", **report, "clients": point.clients, "dim": point.dim,
-            "dropout": point.dropout, "seed": point.seed}
+    identity = {"key": point.key, "kind": "secagg", "clients": point.clients, "dim": point.dim,
+                "dropout": point.dropout, "active": point.active, "seed": point.seed}
+    if status == 2:
+        message = err.getvalue().strip().removeprefix("gradleak: error: ")
+        if "abort" not in message.lower() and "threshold" not in message.lower():
+            raise GradleakError(f"gradleak {' '.join(point.argv())} failed: {message}")
+        return {**identity, "aborted": True, "correct": False, "error": message}
+    return {**json.loads(out.getvalue()), **identity, "aborted": False}

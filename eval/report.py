@@ -291,6 +291,7 @@ def utility_table(records: list[dict[str, Any]]) -> str:
 
 def secagg_section(records: list[dict[str, Any]]) -> Section:
     section = Section("Secure aggregation cost")
+    records = [r for r in records if not r.get("aborted")]
     if not records:
         section.text = "No secure-aggregation cost runs in these results."
         return section

@@ -1,0 +1,59 @@
+"""The claims page: each verdict follows from the numbers by its stated rule."""
+
+from __future__ import annotations
+
+from gradleak.eval.claims import (
+    QUICK, Measurements, accuracy_claim, claims_page, dropout_claim, overhead_claim, participation_claim,
+)
+
+PLAN = QUICK
+
+
+def secagg(point, **fields):
+    base = {"key": point.key, "kind": "secagg", "correct": True, "aborted": False, "neighbors": point.clients - 1,
+            "threshold": point.clients // 2 + 1, "plaintext_bytes": 4 * point.dim, "client_bytes_sent": 4 * point.dim,
+            "client_bytes_received": 100, "upload_expansion": 1.0, "expansion": 1.1, "client_seconds": 0.01,
+            "server_seconds": 0.02}
+    return {**base, **fields}
+
+
+def utility(config, defense, accuracy, seed=0):
+    return {"key": f"{config.setting}{defense}{seed}", "kind": "utility", "accuracy": accuracy, "seed": seed,
+            "label": {"setting": config.setting, "defense": defense}, "config": {"rounds": config.rounds},
+            "noise_multiplier": 1.0}
+
+
+def test_overhead_verdict_follows_the_measured_expansion():
+    (point,) = PLAN.overhead
+    assert overhead_claim(PLAN, Measurements(secagg={point.key: secagg(point, expansion=1.06)})).verdict == "refuted"
+    assert overhead_claim(PLAN, Measurements(secagg={point.key: secagg(point, expansion=2.5)})).verdict == "confirmed"
+    assert overhead_claim(PLAN, Measurements()).verdict == "not measured"
+
+
+def test_dropout_verdict_needs_every_rate_in_every_configuration():
+    records = {p.key: secagg(p, aborted=p.dropout > 0.3, correct=p.dropout <= 0.3) for p in PLAN.dropout}
+    assert dropout_claim(PLAN, Measurements(secagg=records)).verdict == "confirmed"
+    active_30 = next(p for p in PLAN.dropout if p.active and p.dropout == 0.3)
+    records[active_30.key] = secagg(active_30, aborted=True, correct=False)
+    verdict = dropout_claim(PLAN, Measurements(secagg=records))
+    assert verdict.verdict == "partly confirmed" and "aborted cleanly" in verdict.body
+
+
+def test_accuracy_verdict_compares_each_level_with_its_claimed_range():
+    (config,) = PLAN.populations
+    records = [utility(config, "none", 0.90), utility(config, "dp-fedavg:epsilon=1", 0.80),
+               utility(config, "dp-fedavg:epsilon=3", 0.85), utility(config, "dp-fedavg:epsilon=8", 0.895)]
+    assert accuracy_claim(PLAN, Measurements(utility=records)).verdict == "confirmed"
+    records[-1] = utility(config, "dp-fedavg:epsilon=8", 0.70)  # ε = 8 losing 20 points does not "preserve"
+    verdict = accuracy_claim(PLAN, Measurements(utility=records))
+    assert verdict.verdict == "partly confirmed" and "2 of 3" in verdict.summary
+
+
+def test_participation_verdict_and_the_page():
+    full, partial = PLAN.participation
+    close = Measurements(utility=[utility(full, "none", 0.90), utility(partial, "none", 0.89)])
+    assert participation_claim(PLAN, close).verdict == "confirmed"
+    far = Measurements(utility=[utility(full, "none", 0.90), utility(partial, "none", 0.80)])
+    assert participation_claim(PLAN, far).verdict == "refuted"
+    page = claims_page(PLAN, far, "gradleak claims --quick", 60.0)
+    assert page.count("\n## ") == 4 and "`gradleak claims --quick`" in page and "**refuted**" in page
