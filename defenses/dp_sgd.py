@@ -33,7 +33,7 @@ from gradleak import federated
 from gradleak.defenses import register
 from gradleak.defenses.accounting import DPSettings
 from gradleak.defenses.base import Defense, Update
-from gradleak.defenses.gaussian import clip_factors, gaussian_noise
+from gradleak.defenses.gaussian import add_noise, clip_factors
 from gradleak.errors import GradleakError
 
 Params = dict[str, torch.Tensor]
@@ -101,9 +101,8 @@ class DPSGD(Defense):
         else:  # an empty lot still releases (pure) noise, or its emptiness would show
             check_per_example(model)
             summed = {n: torch.zeros_like(params[n]) for n in names}
-        return tuple(
-            (summed[n] + gaussian_noise(summed[n], self.sigma * clip, generator)) / expected_lot for n in names
-        )
+        released = add_noise([summed[n] for n in names], self.sigma * clip, generator)
+        return tuple(torch._foreach_div(released, expected_lot))
 
     def epsilon(self) -> float:
         return self.config.achieved_epsilon()

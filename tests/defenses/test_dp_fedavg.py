@@ -62,7 +62,7 @@ def test_the_server_sees_clipped_but_unnoised_uploads(device):
     assert float(global_norm(seen)) == pytest.approx(0.5, rel=1e-4)  # clipped (LeNet-Zhu's gradients are larger)
     assert not round_.view.aggregate
     released = flat(round_.released)
-    assert released.std().item() > 0.5 / 4  # the release carries noise of std sigma C / K = 0.125
+    assert released.std().item() == pytest.approx(0.5 / 4, rel=0.05)  # noise sigma C / K; the mean itself is ~0
 
 
 def test_client_level_epsilon_is_the_accountants():
