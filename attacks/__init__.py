@@ -21,3 +21,6 @@ def build_attack(spec: str, **overrides) -> Attack:
     parsed = parse_spec(spec)
     cls = ATTACKS.get(parsed.name)
     return cls(make_config(cls.Config, {**parsed.params, **overrides}, f"attack {parsed.name!r}"))
+
+# Importing the attack modules registers them.
+from gradleak.attacks import dlg, fedavg, gradinversion, idlg, inverting  # noqa: E402,F401

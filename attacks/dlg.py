@@ -1,0 +1,46 @@
+"""Deep Leakage from Gradients.
+
+Zhu, Liu, Han, "Deep Leakage from Gradients", NeurIPS 2019, Algorithm 1: start from random
+data and a random soft label, and minimise ``||grad(x', y') - grad||^2`` (eq. 4) over both
+with L-BFGS (lr 1). Here the search restarts when a start stalls and is scored layer by layer
+(see :mod:`gradleak.attacks.engine`); ``labels`` other than ``joint`` fix the labels with a
+rule from :mod:`gradleak.attacks.labels` and optimise only the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from gradleak.attacks import register
+from gradleak.attacks.base import Attack
+from gradleak.attacks.engine import GradientMatching, LBFGSSettings, lbfgs_search
+from gradleak.attacks.labels import recover_labels
+from gradleak.threat import Reconstruction, ServerView
+
+
+@register
+class DLG(Attack):
+    name = "dlg"
+
+    @dataclass(frozen=True)
+    class Config:
+        iterations: int = 6000  # evaluations per start; DLG: 300 L-BFGS steps x up to 20 evaluations
+        restarts: int = 4  # fresh starts when one stalls (DLG: one)
+        history: int = 100  # L-BFGS memory (torch.optim.LBFGS default)
+        lr: float = 1.0  # DLG
+        tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
+        labels: str = "joint"  # DLG: a soft label optimised with the image; or idlg|yin|counts|known
+        seed: int = 0
+
+    def settings(self) -> LBFGSSettings:
+        c = self.config
+        return LBFGSSettings(c.iterations, c.restarts, c.history, c.lr, c.tolerance)
+
+    def reconstruct(self, view: ServerView) -> Reconstruction:
+        labels = None if self.config.labels == "joint" else recover_labels(view, self.config.labels)
+        problem = GradientMatching(view, objective="l2", labels=labels)
+        generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
+        search = lbfgs_search(problem, self.settings(), generator, desc=self.name)
+        return problem.reconstruction(search, labels, label_strategy=self.config.labels)

@@ -1,0 +1,426 @@
+"""The gradient-matching engine every optimisation attack shares.
+
+An attack states a :class:`GradientMatching` problem (which distance, which priors, labels
+fixed or optimised jointly) and hands it to one of two searches:
+
+- :func:`lbfgs_search`: DLG's optimiser (Zhu et al. 2019: L-BFGS, lr 1, no line search) on one
+  flat vector of unknowns, with the compact L-BFGS of :mod:`gradleak.attacks.lbfgs`. A start
+  that stalls is abandoned for a fresh one, and the search stops as soon as every layer of
+  the update is matched to ``tolerance``.
+- :func:`adam_search`: Inverting Gradients' optimiser (Geiping et al. 2020, Sec. 4): Adam on
+  the sign of the gradient, images clamped to the valid pixel box after each step, learning
+  rate divided by 10 at 3/8, 5/8 and 7/8 of the iterations.
+
+Both run several starts and keep the best by a score, and record a history.
+
+The dummy update is computed by the client's own code (:func:`gradleak.federated.batch_gradient`
+for FedSGD, :func:`gradleak.federated.local_update` unrolled with ``create_graph=True`` for
+FedAvg) on a private copy of the model in the mode the client trained in, so the attacker's
+model of the client cannot drift from the client. Images live in the model's normalised space.
+
+Scoring: the objective alone is not trusted to rank starts. The summed L2 distance is
+dominated by the layers with the largest gradients, and a start can sit at a loss of 1e-6 on
+a 21 dB image. Every evaluation also yields each layer's relative error
+(:func:`~gradleak.attacks.objectives.relative_errors`); L-BFGS starts are scored by the worst
+of them, and a start counts as solved only when all layers agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gradleak.attacks.lbfgs import BatchedLBFGS
+from gradleak.attacks.objectives import OBJECTIVES, relative_errors
+from gradleak.attacks.priors import BatchNormStatistics, total_variation
+from gradleak.errors import GradleakError
+from gradleak.federated import Params, batch_gradient, local_update
+from gradleak.models import check_twice_differentiable
+from gradleak.progress import progress
+from gradleak.threat import Reconstruction, ServerView
+
+CHECK_EVERY = 10  # evaluations between looks at the loss (each look is a device sync on CUDA)
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of the matching loss at a point."""
+
+    loss: torch.Tensor  # differentiable scalar: objective + weighted priors
+    relative: torch.Tensor  # each update tensor's relative squared error, detached
+
+
+@dataclass
+class Candidate:
+    """The best point one search found."""
+
+    images: torch.Tensor  # normalised, (B, C, H, W)
+    label_logits: torch.Tensor | None  # (B, classes) when labels were optimised
+    loss: float
+    score: float  # what starts are ranked by (lower is better)
+    evaluations: int
+    start: int
+
+
+@dataclass
+class Search:
+    """What a search returns: the best candidate over all starts, and how it went."""
+
+    best: Candidate
+    history: list[dict[str, float]] = field(default_factory=list)
+    evaluations: int = 0
+    starts: int = 0
+    seconds: float = 0.0
+    solved: bool = False
+
+
+def _differentiable_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor):
+    """The client's step gradient, kept differentiable with respect to the dummy data."""
+    params = {n: (p if p.requires_grad else p.requires_grad_(True)) for n, p in params.items()}
+    return batch_gradient(model, params, x, y, create_graph=True)
+
+
+class GradientMatching:
+    """Find data whose update, computed as the client computes it, matches the observed one.
+
+    ``labels``: fixed class indices (B,), or None to optimise one soft label per image jointly
+    (DLG). ``objective``: ``l2`` or ``cosine``; ``layer_weights`` weight each update tensor.
+    ``tv`` and ``bn`` weight the total-variation and BatchNorm-statistics priors.
+    """
+
+    def __init__(
+        self,
+        view: ServerView,
+        objective: str = "l2",
+        labels: torch.Tensor | None = None,
+        layer_weights: Sequence[float] | None = None,
+        tv: float = 0.0,
+        bn: float = 0.0,
+    ) -> None:
+        check_view(view)
+        self.view = view
+        self.objective_name = objective
+        self.objective = OBJECTIVES.get(objective)
+        self.device = view.update[0].device
+        self.model = copy.deepcopy(view.model).to(self.device).train(view.model_mode == "train")
+        self.batch = view.num_examples
+        self.shape = (self.batch, *view.input_shape)
+        self.target = tuple(u.detach() for u in view.update)
+        self._target_sq = torch.stack([t.square().sum() for t in self.target]).clamp_min(1e-30)
+        if layer_weights is not None and len(layer_weights) != len(self.target):
+            raise GradleakError(
+                f"{len(layer_weights)} layer weights for an update of {len(self.target)} tensors; give one per tensor"
+            )
+        self.layer_weights = layer_weights
+        self._weights = torch.tensor(layer_weights or [1.0] * len(self.target), device=self.device)
+        if labels is not None:
+            labels = labels.to(self.device).long()
+            if labels.shape != (self.batch,):
+                raise GradleakError(f"{len(labels)} labels for an update of {self.batch} examples")
+        self.labels = labels
+        self.tv = tv
+        self.bn = BatchNormStatistics(self.model) if bn > 0 else None
+        self.bn_weight = bn
+        if self.bn is not None and not self.bn:
+            raise GradleakError("the BatchNorm-statistics prior needs a model with BatchNorm layers; set bn=0")
+        self.lower, self.upper = view.normalization.bounds(torch.zeros(1, device=self.device))
+        self._params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in self.model.named_parameters()}
+
+    @property
+    def joint_labels(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_unknowns(self) -> int:
+        return math.prod(self.shape) + (self.batch * self.view.num_classes if self.joint_labels else 0)
+
+    # --- points ---------------------------------------------------------------------------
+
+    def random_images(self, generator: torch.Generator, count: int = 1) -> torch.Tensor:
+        """Standard-normal dummies in the normalised space (DLG, IG): (count, B, C, H, W)."""
+        return torch.randn((count, *self.shape), generator=generator, device=self.device)
+
+    def random_point(self, generator: torch.Generator) -> torch.Tensor:
+        """A flat start: normal images, then normal label logits when labels are optimised."""
+        parts = [self.random_images(generator).flatten()]
+        if self.joint_labels:
+            parts.append(torch.randn(self.batch * self.view.num_classes, generator=generator, device=self.device))
+        return torch.cat(parts)
+
+    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Flat unknowns -> images (B, C, H, W) and label logits (B, classes) or None."""
+        pixels = math.prod(self.shape)
+        images = z[:pixels].view(self.shape)
+        logits = z[pixels:].view(self.batch, self.view.num_classes) if self.joint_labels else None
+        return images, logits
+
+    # --- the loss -------------------------------------------------------------------------
+
+    def dummy_update(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The update the client would have sent for ``images`` and ``targets``, differentiably."""
+        if self.view.local.algorithm == "fedsgd":
+            return batch_gradient(self.model, self._params, images, targets, create_graph=True)
+        return local_update(self.model, images, targets, self.view.local, step_gradient=_differentiable_step)
+
+    def evaluate(self, images: torch.Tensor, logits: torch.Tensor | None = None) -> Evaluation:
+        targets = self.labels if logits is None else F.softmax(logits, dim=-1)
+        if self.bn is not None:
+            self.bn.start()
+        dummy = self.dummy_update(images, targets)
+        if self.objective_name == "l2":
+            squared = torch.stack([(a - b).square().sum() for a, b in zip(dummy, self.target)])
+            loss = (self._weights * squared).sum()
+            relative = squared.detach() / self._target_sq
+        else:
+            loss = self.objective(dummy, self.target, self.layer_weights)
+            relative = relative_errors([d.detach() for d in dummy], self.target)
+        if self.tv:
+            loss = loss + self.tv * total_variation(images)
+        if self.bn is not None:
+            loss = loss + self.bn_weight * self.bn.penalty()
+        return Evaluation(loss, relative)
+
+    def loss_and_grad(self, z: torch.Tensor) -> tuple[Evaluation, torch.Tensor]:
+        z = z.detach().requires_grad_(True)
+        evaluation = self.evaluate(*self.split(z))
+        (grad,) = torch.autograd.grad(evaluation.loss, z)
+        return evaluation, grad
+
+    def reconstruction(self, search: Search, labels: torch.Tensor | None, **info) -> Reconstruction:
+        """Denormalise the best candidate into a :class:`Reconstruction` with the search's record."""
+        best = search.best
+        if labels is None and best.label_logits is not None:
+            labels = best.label_logits.argmax(dim=-1)
+        return Reconstruction(
+            images=self.view.normalization.denormalize(best.images.detach()).cpu(),
+            labels=None if labels is None else labels.detach().cpu(),
+            history=search.history,
+            info={
+                "loss": best.loss,
+                "worst_layer_error": best.score,
+                "evaluations": search.evaluations,
+                "starts": search.starts,
+                "best_start": best.start,
+                "solved": search.solved,
+                "seconds": search.seconds,
+                **info,
+            },
+        )
+
+
+def check_view(view: ServerView) -> None:
+    """What every matching attack needs beyond ServerView's own checks."""
+    if len(view.input_shape) != 3:
+        raise GradleakError(f"input_shape must be (channels, height, width), not {view.input_shape}")
+    if view.kind == "delta" and view.local.learning_rate == 0:
+        raise GradleakError("a FedAvg delta with learning rate 0 carries no gradient; nothing to invert")
+    if all(float(u.abs().max()) == 0 for u in view.update if u.numel()):
+        raise GradleakError("the update is all zeros (a converged model or a defense removed it); nothing to invert")
+    check_twice_differentiable(view.model, view.input_shape, view.num_classes)
+
+
+# --- CPU convolution backend -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fastest_settings(problem: GradientMatching, z: torch.Tensor) -> Iterator[None]:
+    """Evaluate in full float32 precision, on the CPU with the faster thread count and backend.
+
+    On CUDA, TF32 convolutions (PyTorch's default for cuDNN) round inputs to 10 mantissa bits,
+    which caps a reconstruction far below 40 dB; they are switched off during the search.
+
+    On the CPU a single-image problem is too small to share between threads: on a busy machine
+    two intra-op threads made one LeNet-Zhu evaluation 5-50x slower. And oneDNN's per-call
+    setup costs more than such small convolutions, where ATen's plain im2col convolution is
+    about 1.6x faster. Larger networks and batches favour the defaults, so each is timed on the
+    problem itself (two evaluations per setting) and the settings are restored afterwards.
+    """
+    if problem.device.type == "cuda":
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False), _no_tf32_matmul():
+            yield
+        return
+    if problem.device.type != "cpu":
+        yield
+        return
+    threads, backend = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    backends = (True, False) if torch.backends.mkldnn.is_available() else (False,)
+    options = [(t, mkldnn) for t in sorted({1, threads}) for mkldnn in backends]
+    timings: dict[tuple[int, bool], float] = {}
+    try:
+        for option in options * 2:
+            torch.set_num_threads(option[0])
+            torch.backends.mkldnn.enabled = option[1]
+            start = time.perf_counter()
+            problem.loss_and_grad(z)
+            timings[option] = min(timings.get(option, math.inf), time.perf_counter() - start)
+        chosen = min(timings, key=timings.get)
+        torch.set_num_threads(chosen[0])
+        torch.backends.mkldnn.enabled = chosen[1]
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.mkldnn.enabled = backend
+
+
+@contextlib.contextmanager
+def _no_tf32_matmul() -> Iterator[None]:
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+# --- L-BFGS (DLG) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LBFGSSettings:
+    iterations: int = 6000  # evaluations per start; DLG: 300 L-BFGS steps of up to 20 evaluations
+    restarts: int = 4  # fresh starts allowed when one stalls
+    history: int = 100  # torch.optim.LBFGS's default history_size
+    lr: float = 1.0  # DLG
+    tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
+    stall_window: int = 600  # evaluations over which the loss must at least halve
+    stall_factor: float = 0.5
+
+
+def lbfgs_search(
+    problem: GradientMatching, settings: LBFGSSettings, generator: torch.Generator, desc: str = "L-BFGS"
+) -> Search:
+    """Minimise the matching loss with L-BFGS from fresh starts until one solves the problem."""
+    started = time.perf_counter()
+    search: Search | None = None
+    history: list[dict[str, float]] = []
+    total = 0
+    z0 = problem.random_point(generator)
+    with fastest_settings(problem, z0), progress(total=settings.iterations * settings.restarts, desc=desc) as bar:
+        for start in range(settings.restarts):
+            z = z0 if start == 0 else problem.random_point(generator)
+            candidate, evaluations, solved = _lbfgs_start(problem, z, settings, start, history, total)
+            total += evaluations
+            bar.update(evaluations)
+            if search is None or candidate.score < search.best.score:
+                search = Search(best=candidate)
+            if solved:
+                search.solved = True
+                break
+    search.history, search.evaluations, search.starts = history, total, start + 1
+    search.seconds = time.perf_counter() - started
+    return search
+
+
+def _lbfgs_start(
+    problem: GradientMatching,
+    z: torch.Tensor,
+    settings: LBFGSSettings,
+    start: int,
+    history: list[dict[str, float]],
+    offset: int,
+) -> tuple[Candidate, int, bool]:
+    optimizer = BatchedLBFGS(z[None], history=settings.history, lr=settings.lr)
+    best: Candidate | None = None
+    losses: list[float] = []  # at every check
+    window = max(1, settings.stall_window // CHECK_EVERY)
+    for evaluation in range(1, settings.iterations + 1):
+        point = optimizer.z[0]
+        result, grad = problem.loss_and_grad(point)
+        if evaluation % CHECK_EVERY == 0 or evaluation == 1:
+            loss = float(result.loss.detach())
+            score = float(result.relative.max())
+            if not math.isfinite(loss):
+                break
+            history.append({"iteration": offset + evaluation, "start": start, "loss": loss, "score": score})
+            if best is None or score < best.score:
+                images, logits = problem.split(point.detach())
+                best = Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)
+            if score < settings.tolerance:
+                return best, evaluation, True
+            losses.append(loss)
+            if len(losses) > window and loss > settings.stall_factor * losses[-1 - window]:
+                break
+        optimizer.tell(grad[None])
+    return best, evaluation, False
+
+
+# --- Adam on signed gradients (Inverting Gradients) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class AdamSettings:
+    iterations: int = 4800  # IG: 4,800 (CIFAR-10) to 24,000 iterations
+    restarts: int = 1  # IG: several; each costs the full budget
+    lr: float = 0.1  # IG
+    signed: bool = True  # IG: Adam on the sign of the gradient
+    boxed: bool = True  # IG: clamp to the valid pixel range after each step
+    decay: bool = True  # IG: x0.1 at 3/8, 5/8, 7/8 of the iterations
+
+
+def adam_search(
+    problem: GradientMatching,
+    settings: AdamSettings,
+    generator: torch.Generator,
+    desc: str = "Adam",
+    images: torch.Tensor | None = None,
+    regulariser: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Search:
+    """Minimise the matching loss (plus priors) with Adam from ``restarts`` starts; best final loss wins.
+
+    ``images`` (restarts, B, C, H, W) replaces the random starts; ``regulariser`` adds a term
+    on all starts' images together (group consistency).
+    """
+    with fastest_settings(problem, problem.random_images(generator).flatten()):
+        return _adam(problem, settings, generator, desc, images, regulariser)
+
+
+def _adam(
+    problem: GradientMatching,
+    settings: AdamSettings,
+    generator: torch.Generator,
+    desc: str,
+    images: torch.Tensor | None,
+    regulariser: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> Search:
+    started = time.perf_counter()
+    x = images.clone() if images is not None else problem.random_images(generator, settings.restarts)
+    x.requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=settings.lr)
+    milestones = [int(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if settings.decay else []
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    history: list[dict[str, float]] = []
+    losses = torch.full((len(x),), math.inf, device=problem.device)
+    for iteration in progress(range(1, settings.iterations + 1), desc=desc):
+        optimizer.zero_grad(set_to_none=True)
+        evaluations = [problem.evaluate(x[r]) for r in range(len(x))]
+        losses = torch.stack([e.loss for e in evaluations])
+        total = losses.sum() + (regulariser(x) if regulariser is not None else 0)
+        (grad,) = torch.autograd.grad(total, x)
+        x.grad = grad.sign() if settings.signed else grad
+        optimizer.step()
+        scheduler.step()
+        if settings.boxed:
+            with torch.no_grad():
+                x.copy_(torch.maximum(torch.minimum(x, problem.upper), problem.lower))
+        if iteration % CHECK_EVERY == 0 or iteration == settings.iterations:
+            history.append({"iteration": iteration, "loss": float(losses.detach().min())})
+    # The loss above was taken before the last step; score every start where it ended.
+    final = [problem.evaluate(x[r].detach()) for r in range(len(x))]
+    scores = [float(e.loss) for e in final]
+    best = min(range(len(x)), key=lambda r: scores[r] if math.isfinite(scores[r]) else math.inf)
+    candidate = Candidate(x[best].detach(), None, scores[best], float(final[best].relative.max()), settings.iterations, best)
+    return Search(
+        best=candidate,
+        history=history,
+        evaluations=settings.iterations * len(x),
+        starts=len(x),
+        seconds=time.perf_counter() - started,
+    )

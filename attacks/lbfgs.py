@@ -1,0 +1,127 @@
+"""L-BFGS over flat vectors for many independent problems at once, in compact form.
+
+Gradient matching on small networks spends about half of each ``torch.optim.LBFGS`` step in
+the optimiser itself: a two-loop recursion of ~4 small tensor operations per stored pair, in
+Python, over each parameter tensor. Here the unknowns of each problem are one flat vector and
+the inverse-Hessian product uses the compact representation of Byrd, Nocedal and Schnabel,
+"Representations of quasi-Newton matrices and their use in limited memory methods"
+(Math. Programming 63, 1994, eq. 3.1):
+
+    H g = gamma g + [S  gamma Y] [[R^-T (D + gamma Y^T Y) R^-1, -R^-T], [-R^-1, 0]] [S^T g; gamma Y^T g]
+
+with S, Y the last ``m`` steps and gradient changes, R the upper triangle of S^T Y, D its
+diagonal and gamma = s^T y / y^T y. S^T Y and Y^T Y are kept up to date one row and column per
+step, so a step costs a few batched matrix-vector products and two m x m triangular solves,
+whatever ``m`` is, for P problems together.
+
+The iteration is ``torch.optim.LBFGS``'s without line search (DLG's setting): a fixed step
+``lr`` along the quasi-Newton direction, the very first step scaled by ``min(1, 1/|g|_1)``,
+and a pair skipped when its curvature ``y^T s`` is not above 1e-10. One gradient evaluation
+per step; a problem can be restarted at a new point without disturbing the others.
+"""
+
+from __future__ import annotations
+
+import torch
+
+CURVATURE_EPS = 1e-10  # torch.optim.LBFGS: skip the pair when y^T s <= 1e-10
+
+
+class BatchedLBFGS:
+    """Ask-tell L-BFGS: read :attr:`z`, evaluate loss gradients there, call :meth:`tell`.
+
+    ``z`` is (P, n): P independent problems of n unknowns each.
+    """
+
+    def __init__(self, z: torch.Tensor, history: int = 100, lr: float = 1.0) -> None:
+        if z.ndim != 2:
+            raise ValueError(f"z must be (problems, unknowns), not {tuple(z.shape)}")
+        problems, n = z.shape
+        self.lr = lr
+        self.history = history
+        self.z = z.detach().clone()
+        options = dict(dtype=z.dtype, device=z.device)
+        # Rows 0..m-1 hold the steps s_i, rows m..2m-1 the gradient changes y_i, in ring slots;
+        # one buffer so that S^T v and Y^T v are a single batched product.
+        self._SY_rows = torch.zeros(problems, 2 * history, n, **options)
+        # [p, i, j] = s_i . y_j and y_i . y_j, by ring slot; unused slots stay zero.
+        self._SY = torch.zeros(problems, history, history, **options)
+        self._YY = torch.zeros(problems, history, history, **options)
+        self._count = torch.zeros(problems, dtype=torch.long, device=z.device)
+        self._head = torch.zeros(problems, dtype=torch.long, device=z.device)
+        self._gamma = torch.ones(problems, **options)
+        self._started = torch.zeros(problems, dtype=torch.bool, device=z.device)
+        self._previous_grad = torch.zeros_like(self.z)
+        self._step = torch.zeros_like(self.z)  # the step s = t d taken last
+        self._rows = torch.arange(problems, device=z.device)
+        self._positions = torch.arange(history, device=z.device)
+
+    def restart(self, index: torch.Tensor, z: torch.Tensor) -> None:
+        """Start problems ``index`` afresh at ``z`` (len(index), n): no history, first-step scaling."""
+        self.z[index] = z.to(self.z)
+        self._count[index] = 0
+        self._head[index] = 0
+        self._gamma[index] = 1.0
+        self._started[index] = False
+        self._SY_rows[index] = 0
+        self._SY[index] = 0
+        self._YY[index] = 0
+
+    def tell(self, grad: torch.Tensor) -> torch.Tensor:
+        """Take one step for every problem from the gradient at :attr:`z`; returns the new ``z``."""
+        grad = grad.detach()
+        self._remember(grad)
+        direction = -self._inverse_hessian_times(grad)
+        scale = torch.where(
+            self._started, 1.0, (1.0 / grad.abs().sum(dim=1).clamp_min(1e-30)).clamp(max=1.0)
+        )
+        self._step = (self.lr * scale)[:, None] * direction
+        self.z = self.z + self._step
+        self._previous_grad = grad
+        self._started.fill_(True)
+        return self.z
+
+    def _remember(self, grad: torch.Tensor) -> None:
+        """Store the pair (s, y) of the step just evaluated, where its curvature allows."""
+        m = self.history
+        s = self._step
+        y = grad - self._previous_grad
+        ys = (y * s).sum(dim=1)
+        accept = self._started & (ys > CURVATURE_EPS)
+        if not bool(accept.any()):
+            return
+        rows, slot = self._rows[accept], self._head[accept]
+        s, y = s[accept], y[accept]
+        self._SY_rows[rows, slot] = s
+        self._SY_rows[rows, m + slot] = y
+        # The new pair against every stored pair (itself included): one product for s, one for y.
+        with_s = torch.bmm(self._SY_rows[rows], s[:, :, None])[..., 0]  # [s . s_j, s . y_j]
+        with_y = torch.bmm(self._SY_rows[rows], y[:, :, None])[..., 0]  # [y . s_j, y . y_j]
+        self._SY[rows, slot] = with_s[:, m:]
+        self._SY[rows, :, slot] = with_y[:, :m]
+        self._YY[rows, slot] = with_y[:, m:]
+        self._YY[rows, :, slot] = with_y[:, m:]
+        self._gamma[rows] = ys[accept] / with_y[torch.arange(len(rows), device=y.device), m + slot].clamp_min(1e-30)
+        self._head[rows] = (slot + 1) % m
+        self._count[rows] = (self._count[rows] + 1).clamp(max=m)
+
+    def _inverse_hessian_times(self, g: torch.Tensor) -> torch.Tensor:
+        m = self.history
+        # Chronological order, oldest pair first: R must be upper triangular in time.
+        order = (self._head[:, None] - self._count[:, None] + self._positions[None, :]) % m
+        unused = self._positions[None, :] >= self._count[:, None]
+        rows, i, j = self._rows[:, None, None], order[:, :, None], order[:, None, :]
+        SY, YY = self._SY[rows, i, j], self._YY[rows, i, j]
+        ab = torch.bmm(self._SY_rows, g[:, :, None])[..., 0]
+        a, b = ab[:, :m].gather(1, order), ab[:, m:].gather(1, order)
+        # Unused slots are all zeros; R_ii = 1 there makes them solve to zero coefficients.
+        R = torch.triu(SY) + torch.diag_embed(unused.to(g.dtype))
+        gamma = self._gamma[:, None]
+        q = torch.linalg.solve_triangular(R, a[:, :, None], upper=True)
+        rhs = torch.diagonal(SY, dim1=1, dim2=2)[:, :, None] * q + gamma[:, :, None] * (torch.bmm(YY, q) - b[:, :, None])
+        p = torch.linalg.solve_triangular(R.transpose(1, 2), rhs, upper=False)[..., 0]
+        # H g = gamma g + S p - gamma Y q, with p and q put back into ring slots.
+        coefficients = torch.zeros(len(g), 2 * m, dtype=g.dtype, device=g.device)
+        coefficients.scatter_(1, order, p)
+        coefficients.scatter_(1, m + order, -gamma * q[..., 0])
+        return gamma * g + torch.bmm(coefficients[:, None, :], self._SY_rows)[:, 0]

@@ -1,0 +1,59 @@
+"""``gradleak attack``: JSON with the promised keys, a PNG, user images, defenses, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+from skimage import io
+
+from gradleak.cli import main
+from gradleak.data import load_dataset
+
+
+def _attack(capsys, *argv):
+    code = main(["--quiet", "attack", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_and_png_for_a_dataset_image(capsys, tmp_path):
+    code, out, _ = _attack(capsys, "--attack", "idlg", "--dataset", "faces", "--index", "3", "--model-seed", "1",
+                           "--device", "cpu", "--out", str(tmp_path), "--json")
+    assert code == 0
+    result = json.loads(out)
+    for key in ("psnr", "ssim", "mse", "label_accuracy", "seconds", "iterations", "per_image"):
+        assert key in result
+    assert result["psnr"] >= 40 and result["label_accuracy"] == 1.0 and len(result["per_image"]) == 1
+    assert (tmp_path / result["png"].rsplit("/", 1)[-1]).stat().st_size > 1000
+
+
+def test_user_image_to_40_db(capsys, tmp_path):
+    photo = load_dataset("photos").images[3]
+    path = tmp_path / "mine.png"
+    io.imsave(path, (photo.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), check_contrast=False)
+    code, out, _ = _attack(capsys, "--attack", "idlg", "--image", str(path), "--label", "4", "--out", str(tmp_path),
+                           "--json")
+    result = json.loads(out)
+    assert code == 0 and result["psnr"] >= 40 and result["labels"] == [4]
+
+
+def test_defenses_plug_in_and_show_in_the_result(capsys, tmp_path):
+    code, out, _ = _attack(capsys, "--attack", "ig:iterations=20", "--dataset", "faces", "--defense", "prune:ratio=0.5",
+                           "--out", str(tmp_path), "--json")
+    assert code == 0
+    assert json.loads(out)["defenses"] == ["prune:ratio=0.5"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--attack", "nope"], "unknown attack 'nope'"),
+        (["--attack", "gradinversion", "--labels", "known"], "side information"),
+        (["--attack", "dlg", "--image", "missing.png"], "does not exist"),
+        (["--attack", "dlg", "--label", "3"], "--label gives the labels of --image"),
+        (["--attack", "dlg", "--device", "cuda:7"], "cuda"),
+    ],
+)
+def test_mistakes_are_one_line_errors(capsys, argv, message):
+    code, _, err = _attack(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1

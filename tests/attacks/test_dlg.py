@@ -1,0 +1,19 @@
+"""DLG and iDLG reconstruct single images of LeNet-Zhu to 40 dB, with the right labels."""
+
+import pytest
+
+from gradleak.attacks import build_attack
+from gradleak.eval.metrics import score
+
+
+@pytest.mark.parametrize(
+    "attack, dataset, index, seed",
+    [("dlg", "photos", 1, 0), ("dlg", "faces", 3, 1), ("idlg", "photos", 2, 0), ("idlg", "faces", 5, 0)],
+)
+def test_single_image_to_40_db(make_round, attack, dataset, index, seed):
+    round_ = make_round(dataset=dataset, index=index, model_seed=seed)
+    reconstruction = build_attack(attack).reconstruct(round_.view)
+    scores = score(reconstruction, round_.truth)
+    assert scores.mean_psnr >= 40
+    assert scores.label_accuracy == 1.0
+    assert reconstruction.info["solved"] and reconstruction.info["worst_layer_error"] < 1e-7

@@ -1,0 +1,53 @@
+"""The compact batched L-BFGS takes torch.optim.LBFGS's steps, for many problems at once."""
+
+import torch
+
+from gradleak.attacks.lbfgs import BatchedLBFGS
+
+
+def _problem(seed: int = 0, n: int = 30):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    a = a @ a.T / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(n, generator=generator, dtype=torch.float64)
+    return lambda x: 0.5 * x @ a @ x - b @ x + 0.1 * (x**4).sum(), torch.randn(n, generator=generator, dtype=torch.float64)
+
+
+def _grad(f, z):
+    z = z.clone().requires_grad_(True)
+    return torch.autograd.grad(sum(f(row) for row in z), z)[0]
+
+
+def test_same_steps_as_torch_lbfgs_with_a_short_history():
+    f, x0 = _problem()
+    x = x0.clone().requires_grad_(True)
+    reference = torch.optim.LBFGS([x], lr=0.5, max_iter=1, history_size=5)
+
+    def closure():
+        reference.zero_grad()
+        loss = f(x)
+        loss.backward()
+        return loss
+
+    mine = BatchedLBFGS(x0[None], history=5, lr=0.5)  # the history wraps around several times
+    for _ in range(20):
+        reference.step(closure)
+        mine.tell(_grad(f, mine.z))
+        assert torch.allclose(mine.z[0], x.detach(), atol=1e-10)
+
+
+def test_problems_are_independent_and_restartable():
+    f, x0 = _problem(1)
+    together = BatchedLBFGS(torch.stack([x0, 2 * x0, x0]), history=4)
+    alone = BatchedLBFGS(x0[None], history=4)
+    for step in range(12):
+        if step == 6:  # restarting problem 1 must not disturb problems 0 and 2
+            together.restart(torch.tensor([1]), torch.zeros(1, len(x0), dtype=x0.dtype))
+        together.tell(_grad(f, together.z))
+        alone.tell(_grad(f, alone.z))
+    assert torch.allclose(together.z[0], alone.z[0], atol=1e-12)
+    assert torch.equal(together.z[0], together.z[2])
+    minimum = BatchedLBFGS(x0[None], history=10)
+    for _ in range(200):
+        minimum.tell(_grad(f, minimum.z))
+    assert float(_grad(f, minimum.z).abs().max()) < 1e-8
