@@ -33,7 +33,9 @@ def check_twice_differentiable(model: nn.Module, in_shape: tuple[int, int, int],
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
     for name, module in leaves:
         module.register_forward_hook(remember(name))
-    failure = _double_backward_error(model, torch.rand(2, *in_shape), torch.arange(2) % num_classes)
+    device = next(model.parameters(), torch.empty(0)).device
+    probe = torch.rand(2, *in_shape, device=device)
+    failure = _double_backward_error(model, probe, torch.arange(2, device=device) % num_classes)
     for name, module in leaves:
         problem = _module_problem(module, inputs[name]) if name in inputs else None
         if problem:
