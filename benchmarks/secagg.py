@@ -29,45 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from gradleak.defenses.secagg.fixedpoint import FixedPoint
+from gradleak.commands.secagg import random_input, simulate
 from gradleak.defenses.secagg.graph import plan
-from gradleak.defenses.secagg.protocol import Dropouts, run_secagg
 
-CLIP = 1.0  # test vectors are uniform in [-1, 1]
-
-
-def vector(seed: int, u: int, dim: int) -> np.ndarray:
-    return np.random.default_rng([seed, u]).uniform(-CLIP, CLIP, dim)
-
+CLIP = 1.0  # random_input is uniform in [-1, 1]
 
 def run_ours(
     clients: int, dim: int, dropout: float = 0.0, neighbors: int | None = None, threshold: int | None = None, seed: int = 0
 ) -> dict[str, Any]:
-    """One session on random vectors; checks the unmasked sum against the plaintext sum."""
-    parameters = plan(clients, neighbors, threshold)
-    encoder = FixedPoint.fitting(clients, CLIP, 32)
-
-    def encoded(u: int) -> np.ndarray:
-        return encoder.encode(vector(seed, u, dim), np.random.default_rng([seed, u, 1]))
-
-    dropouts = Dropouts.fraction(clients, dropout, "mask", np.random.default_rng(seed))
-    start = time.perf_counter()
-    result = run_secagg(encoded, parameters, dim, 32, dropouts)
-    wall = time.perf_counter() - start
-    expected = np.zeros(dim, dtype=np.uint32)
-    mean = np.zeros(dim)
-    for u in sorted(result.survivors):
-        expected += encoded(u)
-        mean += vector(seed, u, dim)
-    mean /= len(result.survivors)
-    decoded = encoder.decode(result.total, len(result.survivors))
+    """One session on random vectors, checked against the plaintext sum (``gradleak secagg``'s run)."""
+    sim = simulate(clients, dim, dropout, "mask", neighbors, threshold, seed=seed)
     return {
-        **result.summary(),
+        **sim.result.summary(),
         "dropout": dropout,
-        "wall_seconds": wall,
-        "correct": bool(np.array_equal(expected, result.total)),
-        "max_error": float(np.abs(decoded - mean).max()),
-        "aggregate": decoded,
+        "wall_seconds": sim.seconds,
+        "correct": sim.correct,
+        "max_error": sim.max_error,
+        "aggregate": sim.mean,
     }
 
 
@@ -104,7 +82,7 @@ def run_flower(clients: int, dim: int, num_shares: int | None, threshold: int, s
             self.u = u
 
         def fit(self, parameters, config):
-            return [vector(seed, self.u, dim).astype(np.float32)], 1, {}
+            return [random_input(seed, self.u, dim).astype(np.float32)], 1, {}
 
     node_ids = [SUPERLINK_NODE_ID + 1 + u for u in range(clients)]
     app = ClientApp(
@@ -135,7 +113,7 @@ def run_flower(clients: int, dim: int, num_shares: int | None, threshold: int, s
     record: ArrayRecord = context.state.array_records[MAIN_PARAMS_RECORD]
     (aggregate,) = parameters_to_ndarrays(compat.arrayrecord_to_parameters(record, True))
     aggregate = aggregate.astype(np.float64)
-    mean = sum(vector(seed, u, dim) for u in range(clients)) / clients
+    mean = sum(random_input(seed, u, dim) for u in range(clients)) / clients
     return {
         "wall_seconds": wall,
         "client_seconds": grid.client_seconds / clients,

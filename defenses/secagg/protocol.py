@@ -97,7 +97,7 @@ class SecAggResult:
         return frozenset(range(self.parameters.clients)) - self.survivors
 
     def summary(self) -> dict[str, float]:
-        """Per-client figures are means over the survivors (the clients that ran every round)."""
+        """Per-client figures are means over the survivors (the clients whose inputs are in the sum)."""
         cost, alive = self.cost, sorted(self.survivors)
         clear = FLOAT32_BYTES * self.dim
         sent = float(cost.client_sent[alive].mean())

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from gradleak.defenses.secagg.fixedpoint import FixedPoint
-from gradleak.defenses.secagg.graph import plan
+from gradleak.defenses.secagg.graph import SecurityParameters, plan
 from gradleak.defenses.secagg.messages import ROUNDS, TITLES
 from gradleak.defenses.secagg.protocol import Dropouts, SecAggResult, run_secagg
 from gradleak.errors import GradleakError
@@ -41,37 +42,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.dim < 1:
-        raise GradleakError(f"--dim must be at least 1, not {args.dim}")
-    if args.dropout_round == "consistency" and not args.active:
-        raise GradleakError("--dropout-round consistency needs --active (the round exists only there)")
-    parameters = plan(args.clients, args.neighbors, args.threshold, active=args.active)
-    encoder = FixedPoint.fitting(args.clients, clip=1.0, bits=args.bits)
+def random_input(seed: int, client: int, dim: int) -> np.ndarray:
+    """Client ``client``'s random input, uniform in [-1, 1] (the same for any run with this seed)."""
+    return np.random.default_rng([seed, client]).uniform(-1, 1, dim)
+
+
+@dataclass(frozen=True, eq=False)
+class Simulation:
+    """One session on random vectors, with the plaintext checks done."""
+
+    result: SecAggResult
+    parameters: SecurityParameters
+    encoder: FixedPoint
+    dropouts: Dropouts
+    seconds: float
+    correct: bool  # the unmasked sum equals the survivors' quantised inputs summed in Z_2^b
+    mean: np.ndarray  # the decoded aggregate: the survivors' mean
+    max_error: float  # its largest distance to the float mean of their inputs
+
+
+def simulate(
+    clients: int,
+    dim: int,
+    dropout: float = 0.0,
+    dropout_round: str = "mask",
+    neighbors: int | None = None,
+    threshold: int | None = None,
+    bits: int = 32,
+    active: bool = False,
+    seed: int = 0,
+) -> Simulation:
+    """Run the protocol on :func:`test_vector` inputs and check the result against the plaintext."""
+    if dim < 1:
+        raise GradleakError(f"the vector length must be at least 1, not {dim}")
+    if dropout_round == "consistency" and not active:
+        raise GradleakError("dropping out at the consistency round needs active mode (the round exists only there)")
+    parameters = plan(clients, neighbors, threshold, active=active)
+    encoder = FixedPoint.fitting(clients, clip=1.0, bits=bits)
 
     def inputs(u: int) -> np.ndarray:
-        values = np.random.default_rng([args.seed, u]).uniform(-1, 1, args.dim)
-        return encoder.encode(values, np.random.default_rng([args.seed, u, 1]))
+        return encoder.encode(random_input(seed, u, dim), np.random.default_rng([seed, u, 1]))
 
-    dropouts = Dropouts.fraction(args.clients, args.dropout, args.dropout_round, np.random.default_rng(args.seed))
+    dropouts = Dropouts.fraction(clients, dropout, dropout_round, np.random.default_rng(seed))
     start = time.perf_counter()
-    result = run_secagg(inputs, parameters, args.dim, args.bits, dropouts)
+    result = run_secagg(inputs, parameters, dim, bits, dropouts)
     seconds = time.perf_counter() - start
 
-    expected = np.zeros(args.dim, dtype=encoder.dtype)
+    expected = np.zeros(dim, dtype=encoder.dtype)
+    reference = np.zeros(dim)
     for u in result.survivors:
         np.add(expected, inputs(u), out=expected)
+        reference += random_input(seed, u, dim)
     encoder.reduce(expected)
+    mean = encoder.decode(result.total, len(result.survivors))
+    return Simulation(
+        result, parameters, encoder, dropouts, seconds, bool(np.array_equal(expected, result.total)), mean,
+        float(np.abs(mean - reference / len(result.survivors)).max()),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    sim = simulate(
+        args.clients, args.dim, args.dropout, args.dropout_round, args.neighbors, args.threshold, args.bits,
+        args.active, args.seed,
+    )
+    result = sim.result
     report = {
-        "correct": bool(np.array_equal(expected, result.total)),
+        "correct": sim.correct,
         **result.summary(),
         "dropout": args.dropout,
         "dropout_round": args.dropout_round,
-        "dropouts": len(dropouts.all()),
+        "dropouts": len(sim.dropouts.all()),
         "active": args.active,
-        "value_bits": encoder.value_bits,
-        "seconds": seconds,
-        "security": parameters.describe(args.dropout),
+        "value_bits": sim.encoder.value_bits,
+        "max_error": sim.max_error,
+        "seconds": sim.seconds,
+        "security": sim.parameters.describe(args.dropout),
         "rounds": result.cost.rounds,
     }
     if args.json:
@@ -108,6 +154,7 @@ def print_report(report: dict, result: SecAggResult) -> None:
         ("client compute, mean / max", f"{report['client_seconds']:.3f} s / {report['client_seconds_max']:.3f} s"),
         ("server compute", f"{report['server_seconds']:.3f} s"),
         ("server bytes sent / received", f"{report['server_bytes_sent']:,} / {report['server_bytes_received']:,}"),
+        ("largest error of the mean vs float", f"{report['max_error']:.2e}"),
         ("survivor graph components", str(report["survivor_components"])),
         ("wall time (all parties, one process)", f"{report['seconds']:.2f} s"),
     ]
