@@ -89,13 +89,18 @@ def run_tasks(
             bar.write(f"run {task.key} ({task.title}) failed: {error}")
         bar.update(1)
 
+    threads = torch.get_num_threads()
     try:
         if workers <= 1:
+            # one thread, as in a worker: on a shared or busy machine more intra-op threads make
+            # these small networks slower, not faster
+            torch.set_num_threads(1)
             for task in todo:
                 finish(task, *_attempt(execute, task))
         else:
             _parallel(todo, execute, workers, finish)
     finally:
+        torch.set_num_threads(threads)
         bar.close()
     return outcome
 
