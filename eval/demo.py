@@ -1,10 +1,13 @@
 """``gradleak demo``: the whole story on embedded data, in a few minutes on a laptop.
 
 1. **Leak.** A cohort of 8 clients each computes a FedSGD gradient of one image on LeNet-Zhu
-   (the DLG setting). The honest-but-curious server runs DLG and iDLG on client 0's upload.
-2. **Defend.** The same round under gradient pruning, DP-SGD at ε = 8, 3, 1 (noise added on the
-   client, so the server's view is noised), and secure aggregation, where the server only sees
-   the cohort's aggregate and the attack must untangle eight images at once.
+   (the DLG setting). The honest-but-curious server runs iDLG on client 0's upload, and DLG
+   too, to compare DLG's jointly optimised label with iDLG's analytic one.
+2. **Defend.** iDLG against the same round under gradient pruning, DP-SGD at ε = 8, 3, 1 (noise
+   added on the client, so the server's view is noised), and secure aggregation, where the
+   server only sees the cohort's aggregate and the attack must untangle eight images at once.
+   The attack gets the same evaluation budget against every defense, one that is ample against
+   the undefended upload.
 3. **Cost.** Secure aggregation's bytes and seconds as the cohort grows (the real protocol),
    and the test accuracy federated training keeps under the same DP (on ``digits``).
 
@@ -33,14 +36,18 @@ from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.eval.utility import UTILITY_RESULTS, UtilityConfig, plan_utility, train_federated
 from gradleak.models import build
 from gradleak.scenario import scenario_dataset
-from gradleak.spec import parse_spec
+from gradleak.spec import Spec, config_fields, parse_spec
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    attacks: tuple[str, ...]
+    attacks: tuple[str, ...]  # attack names, run against every defense
     defenses: tuple[str, ...]
-    datasets: tuple[str, ...]
+    # (dataset, evaluations per start): ample for the undefended upload, and the same budget
+    # against every defense (faces converge in a few hundred evaluations, photos in thousands)
+    datasets: tuple[tuple[str, int], ...]
+    baseline_attacks: tuple[str, ...] = ()  # run against no defense only (DLG's joint label vs iDLG's)
+    restarts: int | None = None  # None: the attack's own default
     cohort: int = 8
     cost_clients: tuple[int, ...] = ()
     utility: UtilityConfig | None = None
@@ -50,9 +57,10 @@ class DemoPlan:
 DP_LEVELS = ("dp-sgd:epsilon=8", "dp-sgd:epsilon=3", "dp-sgd:epsilon=1")
 
 FULL = DemoPlan(
-    attacks=("dlg", "idlg"),
+    attacks=("idlg",),
+    baseline_attacks=("dlg",),
     defenses=("none", "prune:ratio=0.9", *DP_LEVELS, "secagg"),
-    datasets=("faces", "photos"),
+    datasets=(("faces", 1000), ("photos", 3000)),
     cost_clients=(4, 8, 16, 32, 64),
     utility=UtilityConfig(dataset="digits", clients=100, cohort=10, rounds=15),
     utility_defenses=("none", *DP_LEVELS),
@@ -61,7 +69,7 @@ FULL = DemoPlan(
 QUICK = DemoPlan(
     attacks=("idlg",),
     defenses=("none", "dp-sgd:epsilon=1", "secagg"),
-    datasets=("faces",),
+    datasets=(("faces", 600),),
     cost_clients=(4, 8),
 )
 
@@ -76,22 +84,43 @@ class DemoOutcome:
 
 def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
     """The plan restricted to what is registered in this install, with a note for what is not."""
-    attacks = tuple(a for a in plan_.attacks if parse_spec(a).name in ATTACKS)
+    attacks = tuple(a for a in plan_.attacks if a in ATTACKS)
+    baseline = tuple(a for a in plan_.baseline_attacks if a in ATTACKS)
     defenses = tuple(d for d in plan_.defenses if parse_spec(d).name == "none" or parse_spec(d).name in DEFENSES)
-    missing = [x for x in (*plan_.attacks, *plan_.defenses) if x not in (*attacks, *defenses)]
+    wanted = (*plan_.attacks, *plan_.baseline_attacks, *plan_.defenses)
+    missing = [x for x in wanted if x not in (*attacks, *baseline, *defenses)]
     notes = [f"not installed, left out: {', '.join(missing)}"] if missing else []
     if not attacks:
         raise GradleakError(
-            f"the demo needs at least one of the attacks {', '.join(plan_.attacks)}, but this install registers "
-            f"{', '.join(ATTACKS.names()) or 'none'}"
+            f"the demo needs the attack {' or '.join(plan_.attacks)}, but this install registers "
+            f"{', '.join(ATTACKS.names()) or 'no attack'}"
         )
-    utility = plan_.utility
     utility_defenses = tuple(d for d in plan_.utility_defenses if d in defenses)
-    if utility is not None and not any(parse_spec(d).name != "none" for d in utility_defenses):
-        utility = None
+    utility = plan_.utility if any(parse_spec(d).name != "none" for d in utility_defenses) else None
     cost_clients = plan_.cost_clients if "secagg" in DEFENSES else ()
-    return dataclasses.replace(plan_, attacks=attacks, defenses=defenses, utility=utility,
+    return dataclasses.replace(plan_, attacks=attacks, baseline_attacks=baseline, defenses=defenses, utility=utility,
                                utility_defenses=utility_defenses, cost_clients=cost_clients), notes
+
+
+def attack_spec(name: str, evaluations: int, restarts: int | None) -> str:
+    """``name`` with an evaluation budget per start, for attacks whose config has one."""
+    fields = config_fields(ATTACKS.get(name).Config)
+    params = {"iterations": evaluations, "restarts": restarts}
+    return str(Spec(name, {k: v for k, v in params.items() if k in fields and v is not None}))
+
+
+def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
+    """The attack grid, labelled by attack name (the budgets are in the notes)."""
+    tables = []
+    for dataset, evaluations in plan_.datasets:
+        scenario = {"name": dataset, "dataset": dataset, "cohort_size": plan_.cohort}
+        tables.append({**scenario, "defenses": list(plan_.defenses),
+                       "attacks": [attack_spec(a, evaluations, plan_.restarts) for a in plan_.attacks]})
+        if plan_.baseline_attacks:
+            tables.append({**scenario, "defenses": ["none"],
+                           "attacks": [attack_spec(a, evaluations, plan_.restarts) for a in plan_.baseline_attacks]})
+    runs = plan(parse_config({"out": str(out), "device": device, "scenario": tables}, "the demo"))
+    return [dataclasses.replace(r, label={**r.label, "attack": parse_spec(r.attack).name}) for r in runs]
 
 
 def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "auto") -> DemoOutcome:
@@ -99,21 +128,18 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
     start = time.perf_counter()
     out = Path(out)
     plan_, notes = _available(plan_)
-    runs = plan(parse_config({
-        "out": str(out),
-        "device": device,
-        "attacks": list(plan_.attacks),
-        "defenses": list(plan_.defenses),
-        "scenario": [{"name": name, "dataset": name, "cohort_size": plan_.cohort} for name in plan_.datasets],
-    }, "the demo"))
-    files = [out / RESULTS]
-    utility_runs = []
-    if plan_.utility is not None:
-        utility_runs = plan_utility(plan_.utility, [(d,) for d in plan_.utility_defenses], [0], device)
-    print(f"attacking: {', '.join(plan_.attacks)} on {', '.join(plan_.datasets)} (LeNet-Zhu, one image per client, "
-          f"{plan_.cohort} clients) under {', '.join(plan_.defenses)}: {len(runs)} runs")
+    runs = demo_runs(plan_, out, device)
+    budgets = ", ".join(f"{e:,} on {d}" for d, e in plan_.datasets)
+    starts = "the attack's default number of starts" if plan_.restarts is None else f"{plan_.restarts} start(s)"
+    notes.append(f"attack budget per start: {budgets} gradient evaluations, {starts}; the same with every defense")
+    datasets = ", ".join(d for d, _ in plan_.datasets)
+    print(f"attacking: {', '.join(plan_.attacks)} on {datasets} (LeNet-Zhu, one image per client, "
+          f"{plan_.cohort} clients) under {', '.join(plan_.defenses)}"
+          + (f"; {', '.join(plan_.baseline_attacks)} without defense" if plan_.baseline_attacks else "")
+          + f": {len(runs)} runs")
     outcome = run_grid(runs, out, workers)
     notes += [f"{task.title}: {error}" for task, error in outcome.failures]
+    files = [out / RESULTS]
 
     if plan_.cost_clients:
         dim = _update_size(runs)
@@ -123,8 +149,9 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
               f"-{max(plan_.cost_clients)} clients")
         run_tasks(points, out / SECAGG_RESULTS, measure, 1)
         files.append(out / SECAGG_RESULTS)
-    if utility_runs:
+    if plan_.utility is not None:
         print(f"utility: FedAvg on {plan_.utility.dataset} under {', '.join(plan_.utility_defenses)}")
+        utility_runs = plan_utility(plan_.utility, [(d,) for d in plan_.utility_defenses], [0], device)
         run_tasks(utility_runs, out / UTILITY_RESULTS, train_federated, workers)
         files.append(out / UTILITY_RESULTS)
 

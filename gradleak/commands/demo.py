@@ -12,10 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="attack and defend on embedded data, write a report",
-        description="DLG and iDLG on faces and photos against no defense, pruning, DP-SGD at "
-        "ε = 8, 3, 1 and secure aggregation over a cohort of 8 clients; then secure "
-        "aggregation's cost and DP's accuracy cost. Prints the table and writes a report "
-        "folder. A second run reuses finished results from the same --out.",
+        description="iDLG on faces and photos against no defense, pruning, DP-SGD at ε = 8, 3, 1 "
+        "and secure aggregation over a cohort of 8 clients (and DLG without defense); then "
+        "secure aggregation's cost and DP's accuracy cost. Prints the table and writes a "
+        "report folder. A second run reuses finished results from the same --out.",
     )
     parser.add_argument("--quick", action="store_true", help="a sub-minute version (one dataset, fewer defenses)")
     parser.add_argument("--out", default="gradleak-out/demo", help="output folder (default gradleak-out/demo)")
