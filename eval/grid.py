@@ -98,7 +98,6 @@ class Run:
 
 
 DEFAULT_ATTACKS = ("dlg",)
-DEFAULT_DEFENSES: tuple[tuple[str, ...], ...] = (("none",),)
 SWEEP_LISTS = {"attacks", "defenses"}
 
 
@@ -158,7 +157,7 @@ def parse_config(raw: Mapping[str, Any], where: str, scenario_overrides: Mapping
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
         raise GradleakError(f"{where}: write scenarios as [[scenario]] tables")
     attacks = _string_list(raw.pop("attacks", DEFAULT_ATTACKS), "attacks", where)
-    defenses = tuple(parse_stack(d, f"{where}, defenses") for d in _as_list(raw.pop("defenses", ["none"])))
+    defenses = _stacks(raw.pop("defenses", ["none"]), where)
     valid = sorted([*config_fields(SweepSettings), *SWEEP_LISTS, "scenario"])
     unknown = sorted(set(raw) - set(valid))
     if unknown:
@@ -175,8 +174,8 @@ def parse_config(raw: Mapping[str, Any], where: str, scenario_overrides: Mapping
     return GridConfig(settings, tuple(entries))
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def _stacks(value: Any, where: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(parse_stack(d, f"{where}, defenses") for d in (value if isinstance(value, list) else [value]))
 
 
 def _scenario_entry(table: dict[str, Any], where: str, attacks: tuple[str, ...],
@@ -186,7 +185,7 @@ def _scenario_entry(table: dict[str, Any], where: str, attacks: tuple[str, ...],
     if "attacks" in table:
         attacks = _string_list(table.pop("attacks"), "attacks", where)
     if "defenses" in table:
-        defenses = tuple(parse_stack(d, f"{where}, defenses") for d in _as_list(table.pop("defenses")))
+        defenses = _stacks(table.pop("defenses"), where)
     valid = sorted([*config_fields(Scenario), "name", *SWEEP_LISTS])
     unknown = sorted(set(table) - set(valid))
     if unknown:
