@@ -11,9 +11,9 @@ Gaussian mechanism, which `dp-accounting` (Google) computes two ways:
   the discretisation, which is pessimistic, so the reported epsilon is still an upper bound;
 - ``rdp``: Renyi DP (Mironov 2017; Mironov, Talwar, Zhang 2019), a looser upper bound.
 
-The PLD's grid spans the privacy loss, so it grows with epsilon: past :data:`PLD_LIMIT` (where
-no meaningful guarantee is left) it would take minutes, and the RDP bound is used instead;
-:func:`account` says which one answered.
+The PLD's grid spans the privacy loss, so it grows with epsilon: where RDP's bound is past
+:data:`PLD_LIMIT` (no meaningful guarantee is left) it would take minutes, and the RDP bound is
+used instead; :func:`account` says which one answered.
 
 Cross-check from the literature (q = 0.125, 24 steps, delta = 1e-5, sigma = 1.384):
 PLD 2.62, RDP 3.00.
@@ -42,8 +42,11 @@ ACCOUNTANTS: tuple[str, ...] = get_args(Accountant)
 # Width of the PLD's privacy-loss grid. dp-accounting's default (1e-4) is 10x slower; 1e-3
 # changes epsilon by under 0.1% up to 10,000 steps and stays pessimistic (an upper bound).
 PLD_DISCRETIZATION = 1e-3
-# Above this epsilon (by RDP) the PLD accountant hands over to RDP; e^50 is no guarantee anyway.
-PLD_LIMIT = 50.0
+# Where RDP's bound exceeds this, the PLD accountant hands over to RDP; e^100 guarantees nothing.
+PLD_LIMIT = 100.0
+# Calibration for a PLD target above this uses RDP. Half the limit, because RDP's bound exceeds
+# PLD's (by 5% at epsilon 50): a PLD-calibrated sigma must still be accounted by PLD.
+PLD_CALIBRATION_LIMIT = PLD_LIMIT / 2
 # Below this the privacy loss is so wide that the PLD grid takes minutes and epsilon is past
 # any meaningful guarantee; calibration reports the target as unreachable instead.
 MIN_NOISE_MULTIPLIER = 0.05
@@ -123,8 +126,8 @@ def calibrate_noise_multiplier(
     _check(sample_rate, steps, delta)
     if not 0 < epsilon < math.inf:
         raise GradleakError(f"target epsilon must be positive and finite, not {epsilon}")
-    if epsilon > PLD_LIMIT:
-        accountant = "rdp"  # as account() does: RDP's sigma also meets the target under PLD
+    if epsilon > PLD_CALIBRATION_LIMIT:
+        accountant = "rdp"  # RDP's sigma also meets the target under PLD, and is quick to find
     make_accountant = _accountant(accountant)
     _quiet_absl()
 

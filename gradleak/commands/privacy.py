@@ -57,7 +57,7 @@ def _report(args: argparse.Namespace, noise_multiplier: float) -> int:
         f"sample rate {args.sample_rate:g}, {args.steps} step(s) ({accountant.upper()} accountant)"
     )
     if accountant != args.accountant:
-        print(f"(past epsilon {PLD_LIMIT:g} the PLD accountant is slow and the guarantee void; RDP's bound is shown)")
+        print(f"(RDP's bound is past epsilon {PLD_LIMIT:g}, where PLD is slow and the guarantee void; it is shown)")
     return 0
 
 

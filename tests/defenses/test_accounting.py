@@ -87,3 +87,11 @@ def test_past_the_pld_limit_the_rdp_bound_answers_quickly():
     assert account(SIGMA, Q, T, DELTA, "pld")[1] == "pld"
     sigma = calibrate_noise_multiplier(200.0, 1.0, 100, DELTA, "pld")
     assert compute_epsilon(sigma, 1.0, 100, DELTA, "pld") == pytest.approx(200.0, rel=0.01)
+
+
+@pytest.mark.parametrize("target", [50.0, 80.0])
+def test_large_targets_are_never_reported_above_themselves(target):
+    # Around the PLD/RDP hand-over a calibrated sigma must be accounted no worse than its target.
+    sigma = calibrate_noise_multiplier(target, 1.0, 1, DELTA, "pld")
+    reached = compute_epsilon(sigma, 1.0, 1, DELTA, "pld")
+    assert 0.9 * target < reached <= target * (1 + 1e-9)
