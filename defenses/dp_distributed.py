@@ -105,7 +105,7 @@ class DistributedDP(Defense):
     def __init__(self, config: DistributedConfig | None = None) -> None:
         super().__init__(config)
         slack = math.sqrt(1 + TAU_SLACK) if self.config.discrete else 1.0
-        # The noise multiplier the accountant sees; the discrete mechanism adds sqrt(1 + slack) more.
+        # The noise multiplier the accountant sees; the discrete mechanism adds a factor sqrt(1 + TAU_SLACK).
         self.accounted_sigma = self.config.sigma if self.config.epsilon is not None else self.config.sigma / slack
         self.sigma = self.accounted_sigma * slack
 
@@ -148,7 +148,8 @@ class DistributedDP(Defense):
             raise GradleakError(
                 f"dp-distributed splits the noise over clients={self.config.clients} (honest fraction "
                 f"{self.config.honest_fraction}) but only {num_clients} took part, so the sum carries "
-                f"less noise than the declared epsilon needs; set clients={num_clients}"
+                f"less noise than the declared epsilon needs; declare clients={num_clients}, or an "
+                f"honest_fraction low enough to cover the dropouts"
             )
         return aggregate
 
