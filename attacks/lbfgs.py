@@ -70,58 +70,52 @@ class BatchedLBFGS:
     def tell(self, grad: torch.Tensor) -> torch.Tensor:
         """Take one step for every problem from the gradient at :attr:`z`; returns the new ``z``."""
         grad = grad.detach()
-        self._remember(grad)
-        direction = -self._inverse_hessian_times(grad)
-        scale = torch.where(
-            self._started, 1.0, (1.0 / grad.abs().sum(dim=1).clamp_min(1e-30)).clamp(max=1.0)
-        )
+        m = self.history
+        # Store the pair (s, y) of the step just evaluated where its curvature allows, then
+        # take every product with the history in one pass over it: s, y and g against all pairs.
+        s, y = self._step, grad - self._previous_grad
+        ys = (y * s).sum(dim=1)
+        accept = self._started & (ys > CURVATURE_EPS)
+        rows, slot = self._rows, self._head
+        keep = accept[:, None]
+        self._SY_rows[rows, slot] = torch.where(keep, s, self._SY_rows[rows, slot])
+        self._SY_rows[rows, m + slot] = torch.where(keep, y, self._SY_rows[rows, m + slot])
+        # (P, 3, n) @ (P, n, 2m): on the CPU this orientation is ~4x faster than (P, 2m, n) @ (P, n, 3).
+        products = torch.bmm(torch.stack([s, y, grad], dim=1), self._SY_rows.transpose(1, 2))
+        with_s, with_y, with_g = products.unbind(dim=1)
+        self._SY[rows, slot] = torch.where(keep, with_s[:, m:], self._SY[rows, slot])  # s . y_j
+        self._SY[rows, :, slot] = torch.where(keep, with_y[:, :m], self._SY[rows, :, slot])  # s_i . y
+        self._YY[rows, slot] = torch.where(keep, with_y[:, m:], self._YY[rows, slot])
+        self._YY[rows, :, slot] = torch.where(keep, with_y[:, m:], self._YY[rows, :, slot])
+        yy = with_y[rows, m + slot]
+        self._gamma = torch.where(accept, ys / yy.clamp_min(1e-30), self._gamma)
+        self._head = torch.where(accept, (slot + 1) % m, slot)
+        self._count = torch.where(accept, (self._count + 1).clamp(max=m), self._count)
+
+        direction = -self._inverse_hessian_times(grad, with_g[:, :m], with_g[:, m:])
+        scale = torch.where(self._started, 1.0, (1.0 / grad.abs().sum(dim=1).clamp_min(1e-30)).clamp(max=1.0))
         self._step = (self.lr * scale)[:, None] * direction
         self.z = self.z + self._step
         self._previous_grad = grad
         self._started.fill_(True)
         return self.z
 
-    def _remember(self, grad: torch.Tensor) -> None:
-        """Store the pair (s, y) of the step just evaluated, where its curvature allows."""
-        m = self.history
-        s = self._step
-        y = grad - self._previous_grad
-        ys = (y * s).sum(dim=1)
-        accept = self._started & (ys > CURVATURE_EPS)
-        if not bool(accept.any()):
-            return
-        rows, slot = self._rows[accept], self._head[accept]
-        s, y = s[accept], y[accept]
-        self._SY_rows[rows, slot] = s
-        self._SY_rows[rows, m + slot] = y
-        # The new pair against every stored pair (itself included): one product for s, one for y.
-        with_s = torch.bmm(self._SY_rows[rows], s[:, :, None])[..., 0]  # [s . s_j, s . y_j]
-        with_y = torch.bmm(self._SY_rows[rows], y[:, :, None])[..., 0]  # [y . s_j, y . y_j]
-        self._SY[rows, slot] = with_s[:, m:]
-        self._SY[rows, :, slot] = with_y[:, :m]
-        self._YY[rows, slot] = with_y[:, m:]
-        self._YY[rows, :, slot] = with_y[:, m:]
-        self._gamma[rows] = ys[accept] / with_y[torch.arange(len(rows), device=y.device), m + slot].clamp_min(1e-30)
-        self._head[rows] = (slot + 1) % m
-        self._count[rows] = (self._count[rows] + 1).clamp(max=m)
-
-    def _inverse_hessian_times(self, g: torch.Tensor) -> torch.Tensor:
+    def _inverse_hessian_times(self, g: torch.Tensor, s_dot_g: torch.Tensor, y_dot_g: torch.Tensor) -> torch.Tensor:
         m = self.history
         # Chronological order, oldest pair first: R must be upper triangular in time.
         order = (self._head[:, None] - self._count[:, None] + self._positions[None, :]) % m
         unused = self._positions[None, :] >= self._count[:, None]
         rows, i, j = self._rows[:, None, None], order[:, :, None], order[:, None, :]
         SY, YY = self._SY[rows, i, j], self._YY[rows, i, j]
-        ab = torch.bmm(self._SY_rows, g[:, :, None])[..., 0]
-        a, b = ab[:, :m].gather(1, order), ab[:, m:].gather(1, order)
+        a, b = s_dot_g.gather(1, order)[:, :, None], y_dot_g.gather(1, order)[:, :, None]
         # Unused slots are all zeros; R_ii = 1 there makes them solve to zero coefficients.
         R = torch.triu(SY) + torch.diag_embed(unused.to(g.dtype))
-        gamma = self._gamma[:, None]
-        q = torch.linalg.solve_triangular(R, a[:, :, None], upper=True)
-        rhs = torch.diagonal(SY, dim1=1, dim2=2)[:, :, None] * q + gamma[:, :, None] * (torch.bmm(YY, q) - b[:, :, None])
-        p = torch.linalg.solve_triangular(R.transpose(1, 2), rhs, upper=False)[..., 0]
+        gamma = self._gamma[:, None, None]
+        q = torch.linalg.solve_triangular(R, a, upper=True)
+        rhs = torch.diagonal(SY, dim1=1, dim2=2)[:, :, None] * q + gamma * (torch.bmm(YY, q) - b)
+        p = torch.linalg.solve_triangular(R.transpose(1, 2), rhs, upper=False)
         # H g = gamma g + S p - gamma Y q, with p and q put back into ring slots.
         coefficients = torch.zeros(len(g), 2 * m, dtype=g.dtype, device=g.device)
-        coefficients.scatter_(1, order, p)
-        coefficients.scatter_(1, m + order, -gamma * q[..., 0])
-        return gamma * g + torch.bmm(coefficients[:, None, :], self._SY_rows)[:, 0]
+        coefficients.scatter_(1, order, p[..., 0])
+        coefficients.scatter_(1, m + order, -(gamma * q)[..., 0])
+        return gamma[:, 0] * g + torch.bmm(coefficients[:, None, :], self._SY_rows)[:, 0]

@@ -1,0 +1,202 @@
+"""Many independent single-image DLG/iDLG attacks at once, vectorised with ``torch.func``.
+
+A server that attacks every client of a round solves one small problem per client: same
+global model, a different gradient each. One LeNet-Zhu evaluation is too small to keep a
+processor busy, so P problems are evaluated together with ``vmap`` over the per-problem
+matching loss (its inner gradient is ``torch.func.grad`` of the same
+:func:`gradleak.federated.loss_fn` the clients use), and stepped together by the batched
+L-BFGS of :mod:`gradleak.attacks.lbfgs`. A slot whose problem is solved, or has used its
+budget, takes the next problem at once, so the batch never waits for its slowest member;
+a start that stalls is replaced by a fresh start of the same problem. ``workers`` processes
+(one intra-op thread each) share the problems, one batch each.
+
+Only FedSGD updates of one example each and models without BatchNorm (its running statistics
+cannot be updated inside ``vmap``) are supported; the views must share the same model.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from gradleak.attacks.dlg import DLG
+from gradleak.attacks.engine import CHECK_EVERY, LBFGSSettings, check_view, default_history
+from gradleak.attacks.labels import recover_labels
+from gradleak.attacks.lbfgs import BatchedLBFGS
+from gradleak.errors import GradleakError
+from gradleak.federated import loss_fn, trainable_names
+from gradleak.progress import progress
+from gradleak.threat import Reconstruction, ServerView
+
+
+@dataclass(frozen=True)
+class ManySettings:
+    slots: int = 64  # problems stepped together in each worker
+    workers: int = 1  # processes, one intra-op thread each
+
+
+def reconstruct_many(
+    views: Sequence[ServerView], config: DLG.Config | None = None, settings: ManySettings = ManySettings()
+) -> list[Reconstruction]:
+    """DLG (or iDLG, per ``config.labels``) on every view; reconstructions in the views' order."""
+    config = config or DLG.Config()
+    views = list(views)
+    if not views:
+        return []
+    _check_views(views)
+    if settings.workers <= 1 or len(views) < 2:
+        return _solve(views, config, settings.slots)
+    parts = [list(range(k, len(views), settings.workers)) for k in range(settings.workers)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(settings.workers) as pool:
+        results = pool.starmap(_worker, [([views[i] for i in part], config, settings.slots) for part in parts])
+    ordered: list[Reconstruction | None] = [None] * len(views)
+    for part, reconstructions in zip(parts, results):
+        for index, reconstruction in zip(part, reconstructions):
+            ordered[index] = reconstruction
+    return ordered
+
+
+def _worker(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reconstruction]:
+    torch.set_num_threads(1)
+    return _solve(views, config, slots)
+
+
+def _check_views(views: list[ServerView]) -> None:
+    first = views[0]
+    for view in views:
+        if view.kind != "gradient" or view.num_examples != 1:
+            raise GradleakError("many-problem mode inverts FedSGD gradients of one example each; use the attacks one by one")
+        if view.model is not first.model and not all(
+            torch.equal(a, b) for a, b in zip(view.model.state_dict().values(), first.model.state_dict().values())
+        ):
+            raise GradleakError("many-problem mode needs every view to come from the same global model")
+    if first.model_mode == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in first.model.modules()):
+        raise GradleakError("many-problem mode cannot run BatchNorm in train mode inside vmap; attack one by one")
+    check_view(first)
+
+
+class _Batch:
+    """The vectorised matching loss of P problems: value and gradient for each, in one call."""
+
+    def __init__(self, view: ServerView, joint_labels: bool) -> None:
+        self.model = view.model
+        self.names = trainable_names(view.model)
+        self.params = {n: p.detach() for n, p in view.model.named_parameters()}
+        self.shape = (1, *view.input_shape)
+        self.pixels = math.prod(view.input_shape)
+        self.classes = view.num_classes
+        self.joint = joint_labels
+        sizes = [self.params[n].numel() for n in self.names]
+        self.layer = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(view.update[0].device)
+        self.layers = len(sizes)
+        self._value_and_grad = vmap(grad_and_value(self._loss, has_aux=True))
+
+    def unknowns(self) -> int:
+        return self.pixels + (self.classes if self.joint else 0)
+
+    def _loss(self, z: torch.Tensor, target: torch.Tensor, label: torch.Tensor):
+        x = z[: self.pixels].view(self.shape)
+        y = z[self.pixels :].softmax(-1)[None] if self.joint else label[None]
+
+        def client_loss(params):
+            return loss_fn(functional_call(self.model, params, (x,)), y)
+
+        grads = torch.func.grad(client_loss)({n: self.params[n] for n in self.names})
+        diff = torch.cat([grads[n].flatten() for n in self.names]) - target
+        squared = torch.zeros(self.layers, dtype=diff.dtype, device=diff.device).index_add(0, self.layer, diff.square())
+        return squared.sum(), squared
+
+    def __call__(self, z: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor):
+        grads, (loss, squared) = self._value_and_grad(z, targets, labels)
+        return loss, squared, grads
+
+
+def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reconstruction]:
+    started = time.perf_counter()
+    joint = config.labels == "joint"
+    first = views[0]
+    device = first.update[0].device
+    batch = _Batch(first, joint)
+    targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views])
+    target_sq = torch.stack([
+        torch.zeros(batch.layers, device=device).index_add(0, batch.layer, t.square()) for t in targets
+    ]).clamp_min(1e-30)
+    labels = torch.cat([recover_labels(v, config.labels) for v in views]) if not joint else torch.zeros(
+        len(views), dtype=torch.long, device=device
+    )
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    stall = LBFGSSettings()
+
+    def start_point() -> torch.Tensor:
+        parts = [config.init_scale * torch.randn(batch.pixels, generator=generator, device=device)]
+        if joint:
+            parts.append(torch.randn(batch.classes, generator=generator, device=device))
+        return torch.cat(parts)
+
+    queue = list(range(len(views)))
+    width = min(slots, len(views))
+    problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
+    history = config.history or default_history(device)
+    optimizer = BatchedLBFGS(torch.stack([start_point() for _ in range(width)]), history=history, lr=config.lr)
+    steps = [0] * width  # evaluations of the slot's current start
+    starts = [1] * width
+    spent = [0] * len(views)
+    losses: list[list[float]] = [[] for _ in range(width)]
+    best: list[tuple[float, torch.Tensor] | None] = [None] * len(views)
+    finished = iteration = 0
+    bar = progress(total=len(views), desc="dlg x many")
+    while finished < len(views):
+        iteration += 1
+        active = [k for k in range(width) if problem[k] is not None]
+        index = torch.tensor([problem[k] if problem[k] is not None else 0 for k in range(width)], device=device)
+        loss, squared, grads = batch(optimizer.z, targets[index], labels[index])
+        for k in active:
+            steps[k] += 1
+            spent[problem[k]] += 1
+        if iteration % CHECK_EVERY == 0:
+            worst = (squared / target_sq[index]).max(dim=1).values.tolist()
+            values = loss.tolist()
+            for k in active:
+                p = problem[k]
+                if best[p] is None or worst[k] < best[p][0]:
+                    best[p] = (worst[k], optimizer.z[k].detach().clone())
+                losses[k].append(values[k])
+                solved = worst[k] < config.tolerance
+                stalled = stall.stalled(losses[k])
+                out_of_budget = steps[k] >= config.iterations or not math.isfinite(values[k])
+                if not (solved or stalled or out_of_budget):
+                    continue
+                if not solved and starts[k] < config.restarts:
+                    starts[k] += 1  # a fresh start of the same problem
+                else:
+                    finished += 1
+                    bar.update(1)
+                    problem[k] = queue.pop(0) if queue else None
+                    starts[k] = 1
+                steps[k], losses[k] = 0, []
+                optimizer.restart(torch.tensor([k], device=device), start_point()[None])
+        optimizer.tell(grads)
+    bar.close()
+    seconds = time.perf_counter() - started
+    reconstructions = []
+    for p, view in enumerate(views):
+        worst, z = best[p]
+        x = z[: batch.pixels].view(batch.shape)
+        label = z[batch.pixels :].argmax().reshape(1) if joint else labels[p].reshape(1)
+        reconstructions.append(
+            Reconstruction(
+                images=view.normalization.denormalize(x).cpu(),
+                labels=label.cpu(),
+                info={"worst_layer_error": worst, "solved": worst < config.tolerance, "evaluations": spent[p],
+                      "batch_seconds": seconds},
+            )
+        )
+    return reconstructions

@@ -1,0 +1,196 @@
+"""How much faster gradleak's DLG is than the original recipe, measured side by side.
+
+The reference is the DLG loop as Zhu et al. published it, written plainly below:
+``torch.optim.LBFGS(lr=1)`` with its defaults (20 inner iterations, history 100), 300 steps,
+squared L2 over all parameters, image and soft label optimised jointly. Both start from the
+same seeded draws, scaled as each draws its start (the reference: N(0, 1) as published,
+gradleak: its ``init_scale``), with the same intra-op thread count.
+
+1. Time to 40 dB, one image at a time (LeNet-Zhu, U(-0.5, 0.5) init): the reference is timed
+   until its image first reaches PSNR >= 40 dB (checked after every step, the check itself
+   not timed), or over its whole run if it never does; gradleak until ``reconstruct`` returns
+   (it stops on its own, without the truth). Ratio: total reference time / total gradleak time.
+2. Many images: gradleak's vectorised many-problem mode (``--workers`` processes, all images
+   in flight) against the reference run one image after another, in images reconstructed to
+   40 dB per minute.
+
+    python benchmarks/attack_speed.py                  # photos 0-5, seeds 0-4, 16 images for part 2
+    python benchmarks/attack_speed.py --quick          # photos 0-1, seed 0, 4 images
+
+Prints one JSON object at the end (``--json FILE`` writes it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from gradleak.attacks import build_attack
+from gradleak.attacks.dlg import DLG
+from gradleak.attacks.many import ManySettings, reconstruct_many
+from gradleak.data import load_dataset
+from gradleak.eval.metrics import jsonable, psnr
+from gradleak.federated import Client, run_round
+from gradleak.models import build
+from gradleak.threat import ServerView
+
+TARGET_DB = 40.0
+
+
+def make_round(dataset, index: int, seed: int):
+    """One client holding one image; the server sees its FedSGD gradient on LeNet-Zhu."""
+    images, labels = dataset.get([index])
+    model = build("lenet-zhu", dataset.shape, dataset.num_classes, seed=seed)
+    return run_round(model, dataset.normalization, [Client(0, images, labels)], dataset.num_classes)
+
+
+def reference_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, steps: int = 300) -> dict:
+    """The original recipe; returns seconds to 40 dB (or to the end), evaluations and PSNR."""
+    model, target = view.model, [u.detach() for u in view.update]
+    params = [p for p in model.parameters() if p.requires_grad]
+    generator = torch.Generator().manual_seed(seed)  # the same draws as gradleak's first start
+    dummy_x = torch.randn((1, *view.input_shape), generator=generator).requires_grad_(True)  # N(0, 1), as published
+    dummy_y = torch.randn((1, view.num_classes), generator=generator).requires_grad_(True)
+    optimizer = torch.optim.LBFGS([dummy_x, dummy_y], lr=1)
+    evaluations = 0
+
+    def closure():
+        nonlocal evaluations
+        evaluations += 1
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(dummy_x), F.softmax(dummy_y, dim=-1))
+        dummy_grad = torch.autograd.grad(loss, params, create_graph=True)
+        distance = sum(((a - b) ** 2).sum() for a, b in zip(dummy_grad, target))
+        distance.backward()
+        return distance
+
+    seconds, quality = 0.0, -math.inf
+    for _ in range(steps):
+        start = time.perf_counter()
+        optimizer.step(closure)
+        seconds += time.perf_counter() - start
+        quality = psnr(view.normalization.denormalize(dummy_x.detach())[0], truth_image)
+        if quality >= TARGET_DB:
+            break
+    return {"seconds": seconds, "evaluations": evaluations, "psnr": quality, "reached": quality >= TARGET_DB}
+
+
+def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int) -> dict:
+    start = time.perf_counter()
+    reconstruction = build_attack("dlg", seed=seed).reconstruct(view)
+    seconds = time.perf_counter() - start
+    quality = psnr(reconstruction.images[0], truth_image)
+    return {
+        "seconds": seconds,
+        "evaluations": reconstruction.info["evaluations"],
+        "starts": reconstruction.info["starts"],
+        "psnr": quality,
+        "reached": quality >= TARGET_DB,
+    }
+
+
+def single(dataset, indices, seeds) -> dict:
+    cases = []
+    for seed in seeds:
+        for index in indices:
+            round_ = make_round(dataset, index, seed)
+            truth = round_.truth.images[0]
+            reference = reference_dlg(round_.view, truth, seed)
+            ours = gradleak_dlg(round_.view, truth, seed)
+            cases.append({"index": index, "seed": seed, "reference": reference, "gradleak": ours})
+            print(
+                f"{dataset.name}[{index}] seed {seed}: reference {reference['seconds']:.1f} s "
+                f"({reference['psnr']:.1f} dB, {reference['evaluations']} evals), gradleak {ours['seconds']:.1f} s "
+                f"({ours['psnr']:.1f} dB, {ours['evaluations']} evals, {ours['starts']} start(s))",
+                flush=True,
+            )
+    both = [c for c in cases if c["reference"]["reached"]]
+    return {
+        "cases": cases,
+        "reference_reached": sum(c["reference"]["reached"] for c in cases),
+        "gradleak_reached": sum(c["gradleak"]["reached"] for c in cases),
+        "ratio_all": sum(c["reference"]["seconds"] for c in cases) / sum(c["gradleak"]["seconds"] for c in cases),
+        "ratio_where_reference_reached": (
+            sum(c["reference"]["seconds"] for c in both) / sum(c["gradleak"]["seconds"] for c in both) if both else None
+        ),
+    }
+
+
+def many(dataset, indices, seed: int, workers: int, reference_images: int) -> dict:
+    rounds = [make_round(dataset, index, seed) for index in indices]
+    start = time.perf_counter()
+    reconstructions = reconstruct_many(
+        [r.view for r in rounds], DLG.Config(seed=seed), ManySettings(slots=len(rounds), workers=workers)
+    )
+    ours_seconds = time.perf_counter() - start
+    ours_reached = sum(psnr(rec.images[0], r.truth.images[0]) >= TARGET_DB for rec, r in zip(reconstructions, rounds))
+    reference = [reference_dlg(r.view, r.truth.images[0], seed) for r in rounds[:reference_images]]
+    reference_seconds = sum(r["seconds"] for r in reference)
+    ours_rate = 60 * ours_reached / ours_seconds
+    reference_rate = 60 * sum(r["reached"] for r in reference) / reference_seconds
+    print(
+        f"many: gradleak {ours_reached}/{len(rounds)} images at >= 40 dB in {ours_seconds:.1f} s "
+        f"({ours_rate:.2f}/min); reference one by one {sum(r['reached'] for r in reference)}/{len(reference)} "
+        f"in {reference_seconds:.1f} s ({reference_rate:.2f}/min)",
+        flush=True,
+    )
+    return {
+        "images": len(rounds),
+        "workers": workers,
+        "gradleak_seconds": ours_seconds,
+        "gradleak_reached": ours_reached,
+        "reference_images": len(reference),
+        "reference_seconds": reference_seconds,
+        "reference_reached": sum(r["reached"] for r in reference),
+        "images_per_minute": {"gradleak": ours_rate, "reference": reference_rate},
+        "ratio": ours_rate / reference_rate if reference_rate else math.inf,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="photos")
+    parser.add_argument("--indices", type=int, nargs="+", default=list(range(6)))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(5)))
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for both (default 1)")
+    parser.add_argument("--many", type=int, default=16, help="images for part 2 (0: skip)")
+    parser.add_argument("--reference-images", type=int, default=4, help="of those, how many the reference runs")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the many-problem mode")
+    parser.add_argument("--quick", action="store_true", help="photos 0-1, seed 0, 4 images")
+    parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args()
+    if args.quick:
+        args.indices, args.seeds, args.many, args.reference_images = [0, 1], [0], 4, 2
+    warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+    torch.set_num_threads(args.threads)
+    dataset = load_dataset(args.dataset)
+    result = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s)",
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "dataset": args.dataset,
+    }
+    if not args.skip_single:
+        result["single"] = single(dataset, args.indices, args.seeds)
+        print(f"time to 40 dB: {result['single']['ratio_all']:.2f}x over all cases", flush=True)
+    if args.many:
+        indices = [i % len(dataset) for i in range(args.many)]
+        result["many"] = many(dataset, indices, args.seeds[0], args.workers, args.reference_images)
+        print(f"images per minute: {result['many']['ratio']:.2f}x", flush=True)
+    text = json.dumps(jsonable(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Inverting Gradients against DLG per iteration budget, on untrained and trained networks.
+
+For each model (LeNet-Zhu; the IG ConvNet untrained and after training on the embedded data;
+ResNet-18), image and budget (500 / 2,000 / 10,000 iterations), runs IG (cosine + TV, signed
+Adam, boxed) and DLG (L2, L-BFGS, one start: the budget is its number of evaluations) and
+records PSNR and SSIM. Runs go to ``--workers`` processes (on one GPU they share it), the
+2,000-iteration budget first; past ``--deadline`` seconds no new run starts.
+
+    python benchmarks/attack_table.py --device cuda --workers 8 --out table.json
+    python benchmarks/attack_table.py --markdown table.json      # the docs table from a result file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+import warnings
+from collections import defaultdict
+
+MODELS = [  # (label, model spec, trained epochs)
+    ("LeNet-Zhu", "lenet-zhu", 0.0),
+    ("ConvNet-16", "convnet:width=16", 0.0),
+    ("ConvNet-16, trained 2 epochs", "convnet:width=16", 2.0),
+    ("ResNet-18", "resnet18", 0.0),
+]
+IMAGES = [("photos", 0), ("faces", 0)]
+BUDGETS = [2000, 500, 10000]
+ATTACKS = {"IG": "ig:iterations={n}", "DLG": "dlg:iterations={n},restarts=1"}
+
+
+def jobs(budgets: list[int], models: list[str], datasets: list[str]) -> list[dict]:
+    return [
+        {"model": label, "spec": spec, "epochs": epochs, "dataset": dataset, "index": index, "budget": budget,
+         "attack": attack}
+        for budget in budgets
+        for label, spec, epochs in MODELS
+        for dataset, index in IMAGES
+        for attack in ATTACKS
+        if label in models and dataset in datasets
+    ]
+
+
+def run(job: dict, device: str) -> dict:
+    import torch
+
+    from gradleak.attacks import build_attack
+    from gradleak.eval.metrics import score
+    from gradleak.scenario import Scenario, build_round
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    scenario = Scenario(dataset=job["dataset"], index=job["index"], model=job["spec"], trained_epochs=job["epochs"])
+    round_ = build_round(scenario, device=device)
+    start = time.perf_counter()
+    reconstruction = build_attack(ATTACKS[job["attack"]].format(n=job["budget"])).reconstruct(round_.view)
+    scores = score(reconstruction, round_.truth)
+    return {**job, "psnr": scores.mean_psnr, "ssim": scores.mean_ssim, "seconds": time.perf_counter() - start,
+            "device": device}
+
+
+def _run(args: tuple[dict, str, float]) -> dict | None:
+    job, device, deadline = args
+    if time.time() > deadline:
+        return None
+    try:
+        return run(job, device)
+    except Exception as exc:  # one failing cell must not lose the others
+        return {**job, "error": repr(exc)}
+
+
+def markdown(results: list[dict]) -> str:
+    budgets = sorted({r["budget"] for r in results if r})
+    cells: dict[tuple, dict] = defaultdict(dict)
+    for r in results:
+        if r and "error" not in r:
+            cells[(r["model"], r["dataset"])][(r["attack"], r["budget"])] = r
+    header = "| model | image | " + " | ".join(f"{a} {b:,}" for b in budgets for a in ATTACKS) + " |"
+    lines = [header, "|" + " --- |" * (2 + len(budgets) * len(ATTACKS))]
+    for label, _, _ in MODELS:
+        for dataset, index in IMAGES:
+            row = cells.get((label, dataset), {})
+            values = []
+            for budget in budgets:
+                for attack in ATTACKS:
+                    r = row.get((attack, budget))
+                    values.append(f"{r['psnr']:.1f} / {r['ssim']:.2f}" if r else "—")
+            lines.append(f"| {label} | {dataset}[{index}] | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--deadline", type=float, default=1e9, help="seconds after which no run starts")
+    parser.add_argument("--out", default="attack_table.json", help="results, rewritten after every run")
+    parser.add_argument("--budgets", type=int, nargs="+", default=BUDGETS)
+    parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], help="model labels to run")
+    parser.add_argument("--datasets", nargs="+", default=[d for d, _ in IMAGES])
+    parser.add_argument("--markdown", metavar="RESULTS", help="print the table of a result file and exit")
+    args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as handle:
+            print(markdown(json.load(handle)))
+        return
+    deadline = time.time() + args.deadline
+    work = [(job, args.device, deadline) for job in jobs(args.budgets, args.models, args.datasets)]
+    results: list[dict] = []
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        for result in pool.imap_unordered(_run, work):
+            if result is not None:
+                results.append(result)
+                with open(args.out, "w") as handle:
+                    json.dump(results, handle)
+                print(json.dumps(result), flush=True)
+    print(markdown(results))
+    for r in results:
+        if "error" in r:
+            print("failed:", r)
+
+
+if __name__ == "__main__":
+    main()
