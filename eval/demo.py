@@ -12,8 +12,7 @@
    and the test accuracy federated training keeps under the same DP (on ``digits``).
 
 Each part goes through the same machinery as ``gradleak evaluate`` / ``utility`` / ``report``
-(results land in ``OUT/results.jsonl``, ``secagg.jsonl``, ``utility.jsonl``, so a second
-``gradleak demo`` reuses them). Attacks or defenses that are not installed are left out and
+(every result lands in ``OUT/results.jsonl``, so a second ``gradleak demo`` reuses them). Attacks or defenses that are not installed are left out and
 named, never imitated.
 """
 
@@ -27,27 +26,35 @@ from pathlib import Path
 from gradleak.attacks import ATTACKS
 from gradleak.defenses import DEFENSES
 from gradleak.errors import GradleakError
-from gradleak.eval.costs import SECAGG_RESULTS, CostPoint, measure
+from gradleak.eval.costs import CostPoint, measure
 from gradleak.eval.grid import Run, parse_config, plan
-from gradleak.eval.harness import RESULTS, run_grid
+from gradleak.eval.harness import RESULTS, execute
 from gradleak.eval.report import load_results, write_report
 from gradleak.eval.runner import run_tasks
 from gradleak.eval.summary import group_runs, table_rows, text_table
-from gradleak.eval.utility import UTILITY_RESULTS, UtilityConfig, plan_utility, train_federated
+from gradleak.eval.utility import UtilityConfig, UtilityRun, plan_utility, train_federated
 from gradleak.models import build
 from gradleak.scenario import scenario_dataset
 from gradleak.spec import Spec, config_fields, parse_spec
 
 
 @dataclass(frozen=True)
+class DemoData:
+    dataset: str
+    evaluations: int  # the attack's budget per start: ample against the undefended upload
+    baseline: bool = False  # also run the baseline attacks there, without defense
+
+
+@dataclass(frozen=True)
 class DemoPlan:
-    attacks: tuple[str, ...]  # attack names, run against every defense
+    attacks: tuple[str, ...]  # attack names, run against every defense with the same budget
     defenses: tuple[str, ...]
-    # (dataset, evaluations per start): ample for the undefended upload, and the same budget
-    # against every defense (faces converge in a few hundred evaluations, photos in thousands)
-    datasets: tuple[tuple[str, int], ...]
-    baseline_attacks: tuple[str, ...] = ()  # run against no defense only (DLG's joint label vs iDLG's)
-    restarts: int | None = None  # None: the attack's own default
+    datasets: tuple[DemoData, ...]
+    starts: int | None = 2  # a fresh start when one stalls, this many in all; None: the attack's default
+    # Under secure aggregation the attack inverts the cohort's aggregate, 8 images per
+    # evaluation (about 3x the cost of one); it gets this many evaluations in one start.
+    aggregate_evaluations: int = 300
+    baseline_attacks: tuple[str, ...] = ()  # without defense, with their default starts (DLG's joint label)
     cohort: int = 8
     cost_clients: tuple[int, ...] = ()
     utility: UtilityConfig | None = None
@@ -56,20 +63,23 @@ class DemoPlan:
 
 DP_LEVELS = ("dp-sgd:epsilon=8", "dp-sgd:epsilon=3", "dp-sgd:epsilon=1")
 
+# Measured here: iDLG rebuilds face 0 in about 1,000 evaluations (second start) and photo 0 in
+# about 2,400 (first start); DLG's joint label needs up to four starts on the face.
 FULL = DemoPlan(
     attacks=("idlg",),
     baseline_attacks=("dlg",),
     defenses=("none", "prune:ratio=0.9", *DP_LEVELS, "secagg"),
-    datasets=(("faces", 1000), ("photos", 3000)),
+    datasets=(DemoData("faces", 1000, baseline=True), DemoData("photos", 3000)),
     cost_clients=(4, 8, 16, 32, 64),
-    utility=UtilityConfig(dataset="digits", clients=100, cohort=10, rounds=15),
+    utility=UtilityConfig(dataset="digits", clients=100, cohort=10, rounds=10),
     utility_defenses=("none", *DP_LEVELS),
 )
 
 QUICK = DemoPlan(
     attacks=("idlg",),
     defenses=("none", "dp-sgd:epsilon=1", "secagg"),
-    datasets=(("faces", 600),),
+    datasets=(DemoData("faces", 1000),),
+    aggregate_evaluations=200,
     cost_clients=(4, 8),
 )
 
@@ -102,64 +112,82 @@ def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
                                utility_defenses=utility_defenses, cost_clients=cost_clients), notes
 
 
-def attack_spec(name: str, evaluations: int, restarts: int | None) -> str:
-    """``name`` with an evaluation budget per start, for attacks whose config has one."""
+def attack_spec(name: str, evaluations: int, starts: int | None) -> str:
+    """``name`` with an evaluation budget per start and a number of starts, where its config has them."""
     fields = config_fields(ATTACKS.get(name).Config)
-    params = {"iterations": evaluations, "restarts": restarts}
+    params = {"iterations": evaluations, "restarts": starts}
     return str(Spec(name, {k: v for k, v in params.items() if k in fields and v is not None}))
 
 
 def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
     """The attack grid, labelled by attack name (the budgets are in the notes)."""
+    aggregators = [d for d in plan_.defenses if d != "none" and DEFENSES.get(parse_spec(d).name).stage == "aggregation"]
     tables = []
-    for dataset, evaluations in plan_.datasets:
-        scenario = {"name": dataset, "dataset": dataset, "cohort_size": plan_.cohort}
-        tables.append({**scenario, "defenses": list(plan_.defenses),
-                       "attacks": [attack_spec(a, evaluations, plan_.restarts) for a in plan_.attacks]})
-        if plan_.baseline_attacks:
+    for data in plan_.datasets:
+        scenario = {"name": data.dataset, "dataset": data.dataset, "cohort_size": plan_.cohort}
+        per_client = [d for d in plan_.defenses if d not in aggregators]
+        tables.append({**scenario, "defenses": per_client,
+                       "attacks": [attack_spec(a, data.evaluations, plan_.starts) for a in plan_.attacks]})
+        if aggregators:
+            tables.append({**scenario, "defenses": aggregators,
+                           "attacks": [attack_spec(a, plan_.aggregate_evaluations, 1) for a in plan_.attacks]})
+        if data.baseline and plan_.baseline_attacks:
             tables.append({**scenario, "defenses": ["none"],
-                           "attacks": [attack_spec(a, evaluations, plan_.restarts) for a in plan_.baseline_attacks]})
+                           "attacks": [attack_spec(a, data.evaluations, None) for a in plan_.baseline_attacks]})
     runs = plan(parse_config({"out": str(out), "device": device, "scenario": tables}, "the demo"))
     return [dataclasses.replace(r, label={**r.label, "attack": parse_spec(r.attack).name}) for r in runs]
 
 
 def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "auto") -> DemoOutcome:
-    """Run the demo's three parts into ``out`` and write ``out/report``; returns the summary table."""
+    """Run the demo's three parts into ``out`` and write ``out/report``; returns the summary table.
+
+    All of it is one pool of tasks (worker processes start once), the slowest first, recorded in
+    one ``results.jsonl``.
+    """
     start = time.perf_counter()
     out = Path(out)
     plan_, notes = _available(plan_)
     runs = demo_runs(plan_, out, device)
-    budgets = ", ".join(f"{e:,} on {d}" for d, e in plan_.datasets)
-    starts = "the attack's default number of starts" if plan_.restarts is None else f"{plan_.restarts} start(s)"
-    notes.append(f"attack budget per start: {budgets} gradient evaluations, {starts}; the same with every defense")
-    datasets = ", ".join(d for d, _ in plan_.datasets)
-    print(f"attacking: {', '.join(plan_.attacks)} on {datasets} (LeNet-Zhu, one image per client, "
+    budgets = ", ".join(f"{d.evaluations:,} on {d.dataset}" for d in plan_.datasets)
+    starts = "the attack's default number of starts" if plan_.starts is None else f"up to {plan_.starts} starts"
+    notes.append(f"attack budget: {budgets} gradient evaluations per start, {starts}, the same for every "
+                 f"defense; against the aggregate of secure aggregation {plan_.aggregate_evaluations:,} "
+                 f"evaluations of the {plan_.cohort}-image batch in one start")
+    datasets = ", ".join(d.dataset for d in plan_.datasets)
+    print(f"attacks: {', '.join(plan_.attacks)} on {datasets} (LeNet-Zhu, one image per client, "
           f"{plan_.cohort} clients) under {', '.join(plan_.defenses)}"
           + (f"; {', '.join(plan_.baseline_attacks)} without defense" if plan_.baseline_attacks else "")
           + f": {len(runs)} runs")
-    outcome = run_grid(runs, out, workers)
-    notes += [f"{task.title}: {error}" for task, error in outcome.failures]
-    files = [out / RESULTS]
-
+    points: list[CostPoint] = []
     if plan_.cost_clients:
         dim = _update_size(runs)
         points = [CostPoint(clients=n, dim=dim) for n in plan_.cost_clients]
         points += [CostPoint(clients=n, dim=dim, dropout=0.25) for n in plan_.cost_clients if n >= 8]
-        print(f"secure aggregation cost: {len(points)} protocol runs, {dim:,} parameters, {min(plan_.cost_clients)}"
-              f"-{max(plan_.cost_clients)} clients")
-        run_tasks(points, out / SECAGG_RESULTS, measure, 1)
-        files.append(out / SECAGG_RESULTS)
+        print(f"secure aggregation cost: {len(points)} protocol runs, {dim:,} parameters, "
+              f"{min(plan_.cost_clients)}-{max(plan_.cost_clients)} clients")
+    trainings: list[UtilityRun] = []
     if plan_.utility is not None:
+        trainings = plan_utility(plan_.utility, [(d,) for d in plan_.utility_defenses], [0], device)
         print(f"utility: FedAvg on {plan_.utility.dataset} under {', '.join(plan_.utility_defenses)}")
-        utility_runs = plan_utility(plan_.utility, [(d,) for d in plan_.utility_defenses], [0], device)
-        run_tasks(utility_runs, out / UTILITY_RESULTS, train_federated, workers)
-        files.append(out / UTILITY_RESULTS)
+    # successful attacks run longest (failing ones stall early), so they go first
+    ordered = sorted(runs, key=lambda r: r.label["defense"] != "none")
+    outcome = run_tasks([*ordered, *trainings, *points], out / RESULTS, run_task, workers)
+    notes += [f"{task.title}: {error}" for task, error in outcome.failures]
 
-    keys = {r.key for r in runs}
-    records = [r for r in load_results(files) if r["kind"] != "attack" or r["key"] in keys]
+    keys = {t.key for t in (*runs, *points, *trainings)}
+    records = [r for r in load_results([out / RESULTS]) if r["key"] in keys]
     _, html = write_report(records, out / "report", title="gradleak demo")
     table = text_table(table_rows(group_runs(records)))
     return DemoOutcome(table=table, report=html, notes=notes, seconds=time.perf_counter() - start)
+
+
+def run_task(task: Run | CostPoint | UtilityRun) -> dict:
+    """Execute one demo task of any kind (module-level, so worker processes can receive it)."""
+    if isinstance(task, Run):
+        return execute(task)
+    if isinstance(task, CostPoint):
+        return measure(task)
+    return train_federated(task)
 
 
 def _update_size(runs: list[Run]) -> int:

@@ -91,6 +91,7 @@ class Run:
     device: str
     out: str
     plugins: tuple[str, ...] = ()
+    position: int = 0  # in the grid, for tables in grid order; not part of the run's identity
 
     @property
     def title(self) -> str:
@@ -284,6 +285,7 @@ def plan(config: GridConfig) -> list[Run]:
                         device=settings.device,
                         out=settings.out,
                         plugins=settings.plugins,
+                        position=len(runs),
                     ))
     keys = [r.key for r in runs]
     if len(set(keys)) != len(keys):

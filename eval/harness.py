@@ -53,6 +53,7 @@ def execute(run: Run) -> dict[str, Any]:
         "kind": "attack",
         "config": run.config,
         "label": run.label,
+        "position": run.position,
         "seed": run.seed,
         "metrics": {**scores.summary(), "success_rate": scores.success_rate()},
         "epsilon": epsilons[0][1] if epsilons else None,

@@ -99,7 +99,8 @@ def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 def grid_figure(records: list[dict[str, Any]], attack: str) -> Figure | None:
     """Truth in the first row, one row per defense; a column per (scenario, seed); PSNR under each."""
-    runs = [r for r in records if r["label"]["attack"] == attack and r["images"]["truth"]]
+    runs = sorted((r for r in records if r["label"]["attack"] == attack and r["images"]["truth"]),
+                  key=lambda r: r.get("position", 0))
     if not runs:
         return None
     columns = list(dict.fromkeys((r["label"]["scenario"], r["seed"]) for r in runs))[:MAX_GRID_COLUMNS]

@@ -98,6 +98,11 @@ class Group:
         return Stat.of(number(r["cost"]["attack_seconds"]) for r in self.records)
 
     @property
+    def evaluations(self) -> Stat:
+        """Gradient evaluations the attack spent, where it reports them (its effort, for fair comparisons)."""
+        return Stat.of(number(r.get("attack_info", {}).get("evaluations")) for r in self.records)
+
+    @property
     def upload_bytes(self) -> Stat:
         return Stat.of(number(r["cost"].get("client_bytes_sent")) for r in self.records)
 
@@ -119,6 +124,7 @@ class Group:
             "success_rate": self.success_rate(threshold_db),
             "epsilon": self.epsilon,
             "attack_seconds": self.seconds.mean,
+            "evaluations": self.evaluations.mean,
         }
 
 
@@ -127,16 +133,20 @@ def attack_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
-    """Attack records grouped by their (scenario, attack, defense) labels, in first-seen order."""
+    """Attack records grouped by their (scenario, attack, defense) labels, in the order of the
+    grid that produced them (each record's ``position``), not the order the runs finished in."""
+    records = sorted(attack_records(records), key=lambda r: r.get("position", 0))
     groups: dict[tuple[str, str, str], Group] = {}
-    for record in attack_records(records):
+    for record in records:
         label = record["label"]
         key = (label["scenario"], label["attack"], label["defense"])
         groups.setdefault(key, Group(*key)).records.append(record)
     return list(groups.values())
 
 
-TABLE_COLUMNS = ("scenario", "attack", "defense", "ε", "runs", "PSNR dB", "SSIM", "label acc", "success", "s/attack")
+TABLE_COLUMNS = (
+    "scenario", "attack", "defense", "ε", "runs", "PSNR dB", "SSIM", "label acc", "success", "evaluations", "s/attack",
+)
 
 
 def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> list[tuple[str, ...]]:
@@ -154,6 +164,7 @@ def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> lis
             g.ssim.format(digits=3),
             f"{100 * g.label_accuracy.mean:.0f}%",
             f"{100 * g.success_rate(threshold_db):.0f}%",
+            "–" if g.evaluations.n == 0 else f"{g.evaluations.mean:,.0f}",
             f"{g.seconds.mean:.1f}",
         ))
     return rows

@@ -12,25 +12,17 @@ from gradleak.eval.report import load_results
 from gradleak.eval.summary import group_runs
 
 
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
+def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_renders(tmp_path, decoded_widths):
     if "idlg" not in ATTACKS:
-        pytest.skip("the demo's attack (idlg) is not registered yet")
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["--quiet", "demo", "--quick", "--out", str(out), "--workers", "2"]) == 0
-    return out
+        pytest.skip("the demo's attack (idlg) is not registered")
+    assert main(["--quiet", "demo", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
 
-
-def test_quick_demo_leaks_without_defense_and_not_under_dp_or_secagg(quick_demo):
-    groups = {g.defense: g for g in group_runs(load_results([quick_demo / RESULTS]))}
+    groups = {g.defense: g for g in group_runs(load_results([tmp_path / RESULTS]))}
     assert set(groups) == {"none", "dp-sgd:epsilon=1", "secagg"}
     assert groups["none"].psnr.mean >= 40
     assert groups["dp-sgd:epsilon=1"].psnr.mean < 20
     assert groups["secagg"].success_rate() == 0.0
     assert groups["dp-sgd:epsilon=1"].epsilon == pytest.approx(1.0, rel=0.01)
 
-
-def test_quick_demo_report_renders(quick_demo, decoded_widths):
-    page = quick_demo / "report" / "report.html"
-    widths = decoded_widths(page)
+    widths = decoded_widths(tmp_path / "report" / "report.html")
     assert len(widths) >= 2 and all(w > 100 for w in widths), widths
