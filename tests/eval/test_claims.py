@@ -55,5 +55,5 @@ def test_participation_verdict_and_the_page():
     assert participation_claim(PLAN, close).verdict == "confirmed"
     far = Measurements(utility=[utility(full, "none", 0.90), utility(partial, "none", 0.80)])
     assert participation_claim(PLAN, far).verdict == "refuted"
-    page = claims_page(PLAN, far, "gradleak claims --quick", 60.0)
+    page = claims_page(PLAN, far, "gradleak claims --quick")
     assert page.count("\n## ") == 4 and "`gradleak claims --quick`" in page and "**refuted**" in page
