@@ -27,12 +27,13 @@ class DLG(Attack):
     @dataclass(frozen=True)
     class Config:
         iterations: int = 6000  # evaluations per start; DLG: 300 L-BFGS steps x up to 20 evaluations
-        restarts: int = 4  # fresh starts when one stalls (DLG: one)
+        restarts: int = 6  # fresh starts when one stalls (DLG: one); a failing start costs 200-1,500 evaluations
         history: int = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (engine.default_history)
         lr: float = 1.0  # DLG
         tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
         # DLG draws its start from N(0, 1) in the normalised space; starting near the data mean
-        # (N(0, 0.1^2)) needs 1.3-2.8x fewer evaluations on photos (docs/benchmarks.md).
+        # (N(0, 0.1^2)) needs 1.2-2.6x fewer evaluations on photos (docs/attacks.md). Odd
+        # restarts still draw from N(0, 1).
         init_scale: float = 0.1
         labels: str = "joint"  # DLG: a soft label optimised with the image; or idlg|yin|counts|known
         seed: int = 0

@@ -99,9 +99,6 @@ class _Batch:
         self.layers = len(sizes)
         self._value_and_grad = vmap(grad_and_value(self._loss, has_aux=True))
 
-    def unknowns(self) -> int:
-        return self.pixels + (self.classes if self.joint else 0)
-
     def _loss(self, z: torch.Tensor, target: torch.Tensor, label: torch.Tensor):
         x = z[: self.pixels].view(self.shape)
         y = z[self.pixels :].softmax(-1)[None] if self.joint else label[None]
@@ -135,8 +132,9 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     generator = torch.Generator(device=device).manual_seed(config.seed)
     stall = LBFGSSettings()
 
-    def start_point() -> torch.Tensor:
-        parts = [config.init_scale * torch.randn(batch.pixels, generator=generator, device=device)]
+    def start_point(start: int) -> torch.Tensor:
+        scale = config.init_scale if start % 2 == 0 else 1.0  # as the single-problem search: odd starts N(0, 1)
+        parts = [scale * torch.randn(batch.pixels, generator=generator, device=device)]
         if joint:
             parts.append(torch.randn(batch.classes, generator=generator, device=device))
         return torch.cat(parts)
@@ -145,7 +143,7 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     width = min(slots, len(views))
     problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
     history = config.history or default_history(device)
-    optimizer = BatchedLBFGS(torch.stack([start_point() for _ in range(width)]), history=history, lr=config.lr)
+    optimizer = BatchedLBFGS(torch.stack([start_point(0) for _ in range(width)]), history=history, lr=config.lr)
     steps = [0] * width  # evaluations of the slot's current start
     starts = [1] * width
     spent = [0] * len(views)
@@ -169,8 +167,9 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
                 if best[p] is None or worst[k] < best[p][0]:
                     best[p] = (worst[k], optimizer.z[k].detach().clone())
                 losses[k].append(values[k])
-                solved = worst[k] < config.tolerance
                 stalled = stall.stalled(losses[k])
+                # solved, or stopped moving at float32's floor (see LBFGSSettings.floor)
+                solved = worst[k] < config.tolerance or (stalled and best[p][0] < stall.floor)
                 out_of_budget = steps[k] >= config.iterations or not math.isfinite(values[k])
                 if not (solved or stalled or out_of_budget):
                     continue
@@ -182,7 +181,7 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
                     problem[k] = queue.pop(0) if queue else None
                     starts[k] = 1
                 steps[k], losses[k] = 0, []
-                optimizer.restart(torch.tensor([k], device=device), start_point()[None])
+                optimizer.restart(torch.tensor([k], device=device), start_point(starts[k] - 1)[None])
         optimizer.tell(grads)
     bar.close()
     seconds = time.perf_counter() - started

@@ -21,6 +21,16 @@ def make_round():
     return make
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow reproductions run only when asked for with ``-m slow`` (the marker in setup.cfg)."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow reproduction: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_onednn_warning():
     with warnings.catch_warnings():
