@@ -183,7 +183,7 @@ def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figur
         psnrs = [number(i["psnr"]) for i in r["metrics"]["per_image"]]
         mechanism = _dp_mechanism(r)
         if mechanism and r.get("epsilon") is not None:
-            lines[(r["label"]["scenario"], r["label"]["attack"], mechanism)][number(r["epsilon"])].extend(psnrs)
+            lines[(r["label"]["scenario"], r["label"]["attack"], mechanism)][_eps(r)].extend(psnrs)
         elif r["label"]["defense"] == "none":
             clean[(r["label"]["scenario"], r["label"]["attack"])].extend(psnrs)
     if not lines:
@@ -208,6 +208,11 @@ def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figur
     return figure
 
 
+def _eps(record: dict[str, Any]) -> float:
+    """A record's ε to 3 significant digits: calibration lands within 1e-6 of the target, not on it."""
+    return float(f"{number(record['epsilon']):.3g}")
+
+
 def _log_ticks(axis: Any, values: Iterable[float]) -> None:
     """A log x axis ticked at the values measured, written plainly (8, not 2^3 or 8x10^0)."""
     ticks = sorted(set(values))
@@ -229,7 +234,7 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
     for r in records:
         setting = r["label"]["setting"]
         if r.get("epsilon") is not None:
-            lines[(setting, r["label"]["mechanism"])][number(r["epsilon"])].append(number(r["accuracy"]))
+            lines[(setting, r["label"]["mechanism"])][_eps(r)].append(number(r["accuracy"]))
         elif r["label"]["defense"] == "none":
             clean[setting].append(number(r["accuracy"]))
     if not lines:
