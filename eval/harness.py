@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,6 @@ def execute(run: Run) -> dict[str, Any]:
             "update_bytes": sum(u.numel() * u.element_size() for u in round_.view.update),
         },
         "attack_info": _plain(reconstruction.info),
-        "iterations": len(reconstruction.history),
         "images": save_images(Path(run.out), run.key, round_.truth, reconstruction, scores),
         "device": str(device),
         "gradleak": gradleak.__version__,
@@ -112,8 +111,6 @@ def save_images(out: Path, key: str, truth: Truth, reconstruction: Reconstructio
     return paths
 
 
-def run_grid(
-    runs: Sequence[Run], out: str | Path, workers: int = 1, on_record: Callable[[dict[str, Any]], None] | None = None
-) -> Outcome:
+def run_grid(runs: Sequence[Run], out: str | Path, workers: int = 1) -> Outcome:
     """Execute the runs not yet in ``out/results.jsonl``, appending each record as it finishes."""
-    return run_tasks(runs, Path(out) / RESULTS, execute, workers, on_record)
+    return run_tasks(runs, Path(out) / RESULTS, execute, workers)

@@ -200,12 +200,16 @@ def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figur
         if baseline:
             axis.axhline(Stat.of(_capped(baseline)).mean, color=color, linestyle="--", linewidth=0.8)
     axis.axhline(threshold_db, color="black", linestyle=":", linewidth=0.8, label=f"success threshold {threshold_db:g} dB")
+    _epsilon_axis(axis, lines, "attack PSNR (dB)")
+    return figure
+
+
+def _epsilon_axis(axis: Any, lines: dict[Any, dict[float, list[float]]], ylabel: str) -> None:
     _log_ticks(axis, [e for points in lines.values() for e in points])
     axis.set_xlabel("ε (smaller = more private)")
-    axis.set_ylabel("attack PSNR (dB)")
+    axis.set_ylabel(ylabel)
     axis.legend(fontsize=6)
     axis.grid(alpha=0.3)
-    return figure
 
 
 def _eps(record: dict[str, Any]) -> float:
@@ -251,11 +255,7 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
     for setting, values in clean.items():
         axis.axhline(100 * float(np.mean(values)), color=f"C{settings.index(setting) % 10}", linestyle="--",
                      linewidth=0.8, label=f"{setting} · no defense")
-    _log_ticks(axis, [e for points in lines.values() for e in points])
-    axis.set_xlabel("ε (smaller = more private)")
-    axis.set_ylabel("test accuracy (%)")
-    axis.legend(fontsize=6)
-    axis.grid(alpha=0.3)
+    _epsilon_axis(axis, lines, "test accuracy (%)")
     return figure
 
 

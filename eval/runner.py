@@ -63,7 +63,6 @@ def run_tasks(
     results: str | Path,
     execute: Execute,
     workers: int = 1,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
     """Execute the tasks whose key is not yet in ``results``, appending each record as it finishes.
 
@@ -82,8 +81,6 @@ def run_tasks(
         if record is not None:
             store.append(record)
             outcome.finished += 1
-            if on_record:
-                on_record(record)
         else:
             outcome.failures.append((task, error or "failed"))
             bar.write(f"run {task.key} ({task.title}) failed: {error}")

@@ -174,7 +174,7 @@ def train_federated(run: UtilityRun) -> dict[str, Any]:
                 parameter.add_(delta.to(parameter.device), alpha=config.server_lr)
         if (round_index + 1) % max(1, config.rounds // 10) == 0 or round_index + 1 == config.rounds:
             history.append({"round": round_index + 1, "accuracy": accuracy(model, dataset, test)})
-    epsilons = [(d.name, d.epsilon()) for d in stack if d.epsilon() is not None]
+    dp = next((d for d in stack if d.epsilon() is not None), None)  # the DP mechanism, if any
     return {
         "key": run.key,
         "kind": "utility",
@@ -182,15 +182,15 @@ def train_federated(run: UtilityRun) -> dict[str, Any]:
         "label": {
             "setting": config.setting,
             "defense": stack_label(run.defenses),
-            "mechanism": epsilons[0][0] if epsilons else None,
+            "mechanism": dp.name if dp else None,
         },
         "seed": run.seed,
         "accuracy": history[-1]["accuracy"],
         "history": history,
-        "epsilon": epsilons[0][1] if epsilons else None,
-        "delta": next((getattr(d.config, "delta", None) for d in stack if d.epsilon() is not None), None),
-        "noise_multiplier": next((getattr(d, "sigma", None) for d in stack if d.epsilon() is not None), None),
-        "noise_seeded": bool(epsilons) and not run.private_noise,
+        "epsilon": dp.epsilon() if dp else None,
+        "delta": getattr(dp.config, "delta", None) if dp else None,
+        "noise_multiplier": getattr(dp, "sigma", None) if dp else None,
+        "noise_seeded": dp is not None and not run.private_noise,
         "seconds": time.perf_counter() - start,
         "device": str(device),
         "gradleak": gradleak.__version__,
