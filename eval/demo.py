@@ -52,7 +52,7 @@ class DemoPlan:
     datasets: tuple[DemoData, ...]
     starts: int | None = 2  # a fresh start when one stalls, this many in all; None: the attack's default
     # Under secure aggregation the attack inverts the cohort's aggregate, 8 images per
-    # evaluation (about 3x the cost of one); it gets this many evaluations in one start.
+    # evaluation (2-3x the cost of one, measured); it gets this many evaluations in one start.
     aggregate_evaluations: int = 300
     baseline_attacks: tuple[str, ...] = ()  # without defense, with their default starts (DLG's joint label)
     cohort: int = 8
