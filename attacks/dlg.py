@@ -17,7 +17,17 @@ from gradleak.attacks import register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.engine import GradientMatching, LBFGSSettings, default_history, lbfgs_search
 from gradleak.attacks.labels import recover_labels
+from gradleak.errors import GradleakError
 from gradleak.threat import Reconstruction, ServerView
+
+
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+
+
+def search_dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise GradleakError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
 
 
 @register
@@ -26,7 +36,7 @@ class DLG(Attack):
 
     @dataclass(frozen=True)
     class Config:
-        iterations: int = 6000  # evaluations per start; DLG: 300 L-BFGS steps x up to 20 evaluations
+        iterations: int = 10000  # evaluations per start (DLG: 300 L-BFGS steps of up to 20); slow photos need ~8,000
         restarts: int = 6  # fresh starts when one stalls (DLG: one); a failing start costs 200-1,500 evaluations
         history: int = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (engine.default_history)
         lr: float = 1.0  # DLG
@@ -35,7 +45,13 @@ class DLG(Attack):
         # (N(0, 0.1^2)) needs 1.2-2.6x fewer evaluations on photos (docs/attacks.md). Odd
         # restarts still draw from N(0, 1).
         init_scale: float = 0.1
+        # DLG takes every quasi-Newton step whole; an overshooting second step froze ~1 start in 5
+        # on photos (saturated sigmoids). Capping a step's RMS entry at 0.3 keeps those starts alive.
+        max_step: float = 0.3
         labels: str = "joint"  # DLG: a soft label optimised with the image; or idlg|yin|counts|known
+        # DLG: float32. In float32 the search stalls near a worst-layer error of 1e-6, below 40 dB on
+        # the darkest photo (34.7 dB; 42.3 dB in float64), and a CPU evaluation costs only ~1.15x more.
+        precision: str = "float64"  # or float32
         seed: int = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:
@@ -43,12 +59,12 @@ class DLG(Attack):
         # A batch converges more slowly than one image: give its starts proportionally longer to halve the loss.
         return LBFGSSettings(
             c.iterations, c.restarts, c.history or default_history(problem.device), c.lr, c.tolerance, c.init_scale,
-            stall_window=LBFGSSettings.stall_window * problem.batch,
+            max_step=c.max_step or None, stall_window=LBFGSSettings.stall_window * problem.batch,
         )
 
     def reconstruct(self, view: ServerView) -> Reconstruction:
         labels = None if self.config.labels == "joint" else recover_labels(view, self.config.labels)
-        problem = GradientMatching(view, objective="l2", labels=labels)
+        problem = GradientMatching(view, objective="l2", labels=labels, dtype=search_dtype(self.config.precision))
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
         search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name)
         return problem.reconstruction(search, labels, label_strategy=self.config.labels)

@@ -38,12 +38,13 @@ class InvertingGradients(Attack):
         objective: str = "cosine"  # IG; "l2" gives DLG's distance with IG's optimiser
         signed: bool = True  # IG: Adam on signed gradients
         boxed: bool = True  # IG: clamp to the valid pixel range
+        init_scale: float = 1.0  # IG: N(0, 1) starts in the normalised space
         labels: str = "auto"  # iDLG's rule for one image, counts for a batch; or yin|known
         seed: int = 0
 
     def settings(self) -> AdamSettings:
         c = self.config
-        return AdamSettings(c.iterations, c.restarts, c.lr, c.signed, c.boxed)
+        return AdamSettings(c.iterations, c.restarts, c.lr, c.signed, c.boxed, init_scale=c.init_scale)
 
     def problem(self, view: ServerView, labels: torch.Tensor) -> GradientMatching:
         return GradientMatching(view, objective=self.config.objective, labels=labels, tv=self.config.tv)

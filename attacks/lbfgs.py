@@ -16,15 +16,24 @@ whatever ``m`` is, for P problems together.
 
 The iteration is ``torch.optim.LBFGS``'s without line search (DLG's setting): a fixed step
 ``lr`` along the quasi-Newton direction, the very first step scaled by ``min(1, 1/|g|_1)``,
-and a pair skipped when its curvature ``y^T s`` is not above 1e-10. One gradient evaluation
+and a pair skipped when its curvature ``y^T s`` is not positive (relative to ``|s| |y|``, where
+torch uses an absolute 1e-10; see ``CURVATURE_EPS``). One gradient evaluation
 per step; a problem can be restarted at a new point without disturbing the others.
+
+``max_step`` optionally caps each step's root-mean-square entry. The second step is the first
+to use curvature, and from a tiny first step the estimate gamma = s^T y / y^T y can be huge: in
+gradient matching that step (RMS 6.6 per pixel on a normalised image) saturates the network's
+sigmoids, the gradient vanishes and the search freezes for good.
 """
 
 from __future__ import annotations
 
 import torch
 
-CURVATURE_EPS = 1e-10  # torch.optim.LBFGS: skip the pair when y^T s <= 1e-10
+# torch.optim.LBFGS skips a pair when y^T s <= 1e-10, an absolute threshold that assumes a loss
+# of order one. Gradient matching ends at losses of 1e-6 with steps of 1e-6 per entry, where every
+# pair falls below it and the search freezes with stale curvature; the test here is relative.
+CURVATURE_EPS = 1e-8  # skip the pair when y^T s <= 1e-8 |s| |y| (no usable positive curvature)
 
 
 class BatchedLBFGS:
@@ -33,11 +42,12 @@ class BatchedLBFGS:
     ``z`` is (P, n): P independent problems of n unknowns each.
     """
 
-    def __init__(self, z: torch.Tensor, history: int = 100, lr: float = 1.0) -> None:
+    def __init__(self, z: torch.Tensor, history: int = 100, lr: float = 1.0, max_step: float | None = None) -> None:
         if z.ndim != 2:
             raise ValueError(f"z must be (problems, unknowns), not {tuple(z.shape)}")
         problems, n = z.shape
         self.lr = lr
+        self.max_step = max_step
         self.history = history
         self.z = z.detach().clone()
         options = dict(dtype=z.dtype, device=z.device)
@@ -75,7 +85,7 @@ class BatchedLBFGS:
         # take every product with the history in one pass over it: s, y and g against all pairs.
         s, y = self._step, grad - self._previous_grad
         ys = (y * s).sum(dim=1)
-        accept = self._started & (ys > CURVATURE_EPS)
+        accept = self._started & (ys > CURVATURE_EPS * s.norm(dim=1) * y.norm(dim=1))
         rows, slot = self._rows, self._head
         keep = accept[:, None]
         self._SY_rows[rows, slot] = torch.where(keep, s, self._SY_rows[rows, slot])
@@ -94,8 +104,12 @@ class BatchedLBFGS:
 
         direction = -self._inverse_hessian_times(grad, with_g[:, :m], with_g[:, m:])
         scale = torch.where(self._started, 1.0, (1.0 / grad.abs().sum(dim=1).clamp_min(1e-30)).clamp(max=1.0))
-        self._step = (self.lr * scale)[:, None] * direction
-        self.z = self.z + self._step
+        step = (self.lr * scale)[:, None] * direction
+        if self.max_step is not None:
+            rms = step.square().mean(dim=1, keepdim=True).sqrt()
+            step = step * (self.max_step / rms.clamp_min(1e-30)).clamp(max=1.0)
+        self._step = step
+        self.z = self.z + step
         self._previous_grad = grad
         self._started.fill_(True)
         return self.z

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from gradleak.attacks.dlg import DLG
+from gradleak.attacks.dlg import DLG, search_dtype
 from gradleak.attacks.engine import CHECK_EVERY, LBFGSSettings, check_view, default_history
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.lbfgs import BatchedLBFGS
@@ -86,10 +86,13 @@ def _check_views(views: list[ServerView]) -> None:
 class _Batch:
     """The vectorised matching loss of P problems: value and gradient for each, in one call."""
 
-    def __init__(self, view: ServerView, joint_labels: bool) -> None:
+    def __init__(self, view: ServerView, joint_labels: bool, dtype: torch.dtype) -> None:
         self.model = view.model
         self.names = trainable_names(view.model)
-        self.params = {n: p.detach() for n, p in view.model.named_parameters()}
+        self.params = {n: p.detach().to(dtype) for n, p in view.model.named_parameters()}
+        # frozen parameters and buffers too: functional_call must see the whole model in one precision
+        self.fixed = {n: b.to(dtype) if b.is_floating_point() else b for n, b in view.model.named_buffers()}
+        self.fixed.update({n: p for n, p in self.params.items() if n not in self.names})
         self.shape = (1, *view.input_shape)
         self.pixels = math.prod(view.input_shape)
         self.classes = view.num_classes
@@ -104,7 +107,7 @@ class _Batch:
         y = z[self.pixels :].softmax(-1)[None] if self.joint else label[None]
 
         def client_loss(params):
-            return loss_fn(functional_call(self.model, params, (x,)), y)
+            return loss_fn(functional_call(self.model, {**self.fixed, **params}, (x,)), y)
 
         grads = torch.func.grad(client_loss)({n: self.params[n] for n in self.names})
         diff = torch.cat([grads[n].flatten() for n in self.names]) - target
@@ -121,10 +124,11 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     joint = config.labels == "joint"
     first = views[0]
     device = first.update[0].device
-    batch = _Batch(first, joint)
-    targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views])
+    dtype = search_dtype(config.precision)
+    batch = _Batch(first, joint, dtype)
+    targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views]).to(dtype)
     target_sq = torch.stack([
-        torch.zeros(batch.layers, device=device).index_add(0, batch.layer, t.square()) for t in targets
+        torch.zeros(batch.layers, device=device, dtype=dtype).index_add(0, batch.layer, t.square()) for t in targets
     ]).clamp_min(1e-30)
     labels = torch.cat([recover_labels(v, config.labels) for v in views]) if not joint else torch.zeros(
         len(views), dtype=torch.long, device=device
@@ -137,13 +141,15 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
         parts = [scale * torch.randn(batch.pixels, generator=generator, device=device)]
         if joint:
             parts.append(torch.randn(batch.classes, generator=generator, device=device))
-        return torch.cat(parts)
+        return torch.cat(parts).to(dtype)
 
     queue = list(range(len(views)))
     width = min(slots, len(views))
     problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
     history = config.history or default_history(device)
-    optimizer = BatchedLBFGS(torch.stack([start_point(0) for _ in range(width)]), history=history, lr=config.lr)
+    optimizer = BatchedLBFGS(
+        torch.stack([start_point(0) for _ in range(width)]), history=history, lr=config.lr, max_step=config.max_step or None
+    )
     steps = [0] * width  # evaluations of the slot's current start
     starts = [1] * width
     spent = [0] * len(views)
@@ -167,10 +173,10 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
                 if best[p] is None or worst[k] < best[p][0]:
                     best[p] = (worst[k], optimizer.z[k].detach().clone())
                 losses[k].append(values[k])
-                stalled = stall.stalled(losses[k])
-                # solved, or stopped moving at float32's floor (see LBFGSSettings.floor)
-                solved = worst[k] < config.tolerance or (stalled and best[p][0] < stall.floor)
+                stalled = stall.stalled(losses[k], best[p][0])
                 out_of_budget = steps[k] >= config.iterations or not math.isfinite(values[k])
+                # solved, or stopped (or ran out of budget) at the precision floor (see lbfgs_search)
+                solved = worst[k] < config.tolerance or ((stalled or out_of_budget) and best[p][0] < stall.floor)
                 if not (solved or stalled or out_of_budget):
                     continue
                 if not solved and starts[k] < config.restarts:
@@ -192,7 +198,7 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
         label = z[batch.pixels :].argmax().reshape(1) if joint else labels[p].reshape(1)
         reconstructions.append(
             Reconstruction(
-                images=view.normalization.denormalize(x).cpu(),
+                images=view.normalization.denormalize(x).float().cpu(),
                 labels=label.cpu(),
                 info={"worst_layer_error": worst, "solved": worst < config.tolerance, "evaluations": spent[p],
                       "batch_seconds": seconds},

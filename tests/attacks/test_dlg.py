@@ -1,8 +1,10 @@
 """DLG and iDLG reconstruct single images of LeNet-Zhu to 40 dB, with the right labels."""
 
 import pytest
+import torch
 
 from gradleak.attacks import build_attack
+from gradleak.errors import GradleakError
 from gradleak.eval.metrics import score
 
 
@@ -17,3 +19,15 @@ def test_single_image_to_40_db(make_round, attack, dataset, index, seed):
     assert scores.mean_psnr >= 40
     assert scores.label_accuracy == 1.0
     assert reconstruction.info["outcome"] in ("solved", "converged") and reconstruction.info["worst_layer_error"] < 1e-6
+
+
+def test_float32_search_still_solves_an_easy_face_and_returns_float32_images(make_round):
+    round_ = make_round(dataset="faces", index=0)
+    reconstruction = build_attack("dlg:precision=float32").reconstruct(round_.view)
+    assert reconstruction.images.dtype == torch.float32
+    assert score(reconstruction, round_.truth).mean_psnr >= 40
+
+
+def test_unknown_precision_is_refused_with_the_choices(make_round):
+    with pytest.raises(GradleakError, match="float32, float64"):
+        build_attack("dlg:precision=half").reconstruct(make_round(dataset="faces", index=0).view)
