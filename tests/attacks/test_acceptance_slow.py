@@ -18,14 +18,21 @@ def test_first_photos_and_faces_to_40_db(make_round, attack, dataset, index):
     assert scores.mean_psnr >= 40 and scores.label_accuracy == 1.0
 
 
+# LeNet-Zhu's sigmoids need a stronger TV prior and a longer step on photos than IG's CIFAR
+# settings (11.9 dB with those, 20.1 dB with these; faces: 43.4 and 24.8). The ConvNet is
+# attacked in eval mode: in train mode, BatchNorm over a batch of one normalises each channel
+# over the image itself, the update no longer sees the image's per-channel scale and offset,
+# and IG stays at 9-11 dB (docs/benchmarks.md).
 @pytest.mark.parametrize(
-    "model, dataset, floor",
-    [("lenet-zhu", "photos", 20.0), ("lenet-zhu", "faces", 20.0),
-     ("convnet:width=16", "photos", 15.0), ("convnet:width=16", "faces", 20.0)],
+    "model, mode, dataset, spec, floor",
+    [("lenet-zhu", "train", "photos", "ig:iterations=2000,tv=1e-2,lr=0.3", 20.0),
+     ("lenet-zhu", "train", "faces", "ig:iterations=2000", 20.0),
+     ("convnet:width=16", "eval", "photos", "ig:iterations=2000,tv=1e-2,lr=0.3", 15.0),
+     ("convnet:width=16", "eval", "faces", "ig:iterations=2000", 20.0)],
 )
-def test_inverting_gradients_floors_at_2000_iterations(make_round, model, dataset, floor):
-    round_ = make_round(dataset=dataset, model=model)
-    scores = score(build_attack("ig:iterations=2000").reconstruct(round_.view), round_.truth)
+def test_inverting_gradients_floors_at_2000_iterations(make_round, model, mode, dataset, spec, floor):
+    round_ = make_round(dataset=dataset, model=model, model_mode=mode)
+    scores = score(build_attack(spec).reconstruct(round_.view), round_.truth)
     assert scores.mean_psnr >= floor
 
 
