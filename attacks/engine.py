@@ -156,7 +156,8 @@ class GradientMatching:
         """A flat start: normal images (std ``scale``), then normal label logits when labels are optimised."""
         parts = [scale * self.random_images(generator).flatten()]
         if self.joint_labels:
-            parts.append(torch.randn(self.batch * self.view.num_classes, generator=generator, device=self.device).to(self.dtype))
+            logits = torch.randn(self.batch * self.view.num_classes, generator=generator, device=self.device)
+            parts.append(logits.to(self.dtype))
         return torch.cat(parts)
 
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -311,7 +312,7 @@ class LBFGSSettings:
     stall_above: float = 1e-3
     frozen_window: int = 100
     frozen_band: float = 1e-3
-    # A start that stops moving with every layer below this has reached the precision float32
+    # A start that stops moving with every layer below this has reached what the search's precision
     # allows (one face sat at 1.1e-7, just above the tolerance, at 62 dB): a restart cannot do better.
     floor: float = 1e-6
 
@@ -355,10 +356,6 @@ def lbfgs_search(
             bar.update(evaluations)
             if search is None or candidate.score < search.best.score:
                 search = Search(best=candidate)
-            if outcome == "budget" and candidate.score < settings.floor:
-                # Still creeping down at the precision floor (the darkest photo: 42 dB at 1.7e-7 after
-                # 10,000 evaluations): a fresh start would need the whole budget to get as far.
-                outcome = "converged"
             if outcome in ("solved", "converged"):
                 break
     search.solved, search.outcome = outcome == "solved", outcome
@@ -375,8 +372,8 @@ def _lbfgs_start(
     history: list[dict[str, float]],
     offset: int,
 ) -> tuple[Candidate, int, str]:
-    """One start: ``solved`` (every layer below tolerance), ``converged`` (stopped moving below
-    ``floor``), ``stalled``, ``diverged`` or ``budget`` (iterations used up)."""
+    """One start: ``solved`` (every layer below tolerance), ``converged`` (stalled or out of
+    budget below ``floor``), ``stalled``, ``diverged`` or ``budget`` (iterations used up)."""
     optimizer = BatchedLBFGS(z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step)
     images, logits = problem.split(z)
     best = Candidate(images.clone(), None if logits is None else logits.clone(), math.inf, math.inf, 0, start)
@@ -399,9 +396,13 @@ def _lbfgs_start(
                 return best, evaluation, "solved"
             losses.append(loss)
             if settings.stalled(losses, best.score):
-                outcome = "converged" if best.score < settings.floor else "stalled"
+                outcome = "stalled"
                 break
         optimizer.tell(grad[None])
+    # Stopped moving, or still creeping down when the budget ends (the darkest photo: 42 dB at
+    # 1.7e-7 after 10,000 evaluations), below the floor: a fresh start cannot get further.
+    if outcome in ("stalled", "budget") and best.score < settings.floor:
+        outcome = "converged"
     return best, evaluation, outcome
 
 
