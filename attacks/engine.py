@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gradleak.attacks.functional import FunctionalMatching
 from gradleak.attacks.lbfgs import BatchedLBFGS
 from gradleak.attacks.objectives import OBJECTIVES, relative_errors
 from gradleak.attacks.priors import BatchNormStatistics, total_variation
@@ -54,7 +55,7 @@ CHECK_EVERY = 10  # evaluations between looks at the loss (each look is a device
 class Evaluation:
     """One evaluation of the matching loss at a point."""
 
-    loss: torch.Tensor  # differentiable scalar: objective + weighted priors
+    loss: torch.Tensor  # scalar, objective + weighted priors; differentiable unless compiled
     relative: torch.Tensor  # each update tensor's relative squared error, detached
 
 
@@ -97,6 +98,9 @@ class GradientMatching:
     ``tv`` and ``bn`` weight the total-variation and BatchNorm-statistics priors. ``dtype``: the
     precision of the search (the model, the target and the unknowns); float64 lets L-BFGS go on
     where float32's rounding of the dummy gradient (relative 1e-7 per entry) stops it.
+    ``compile``: evaluate the plain L2 loss of a FedSGD gradient (no priors, no layer weights)
+    with the compiled function of :mod:`gradleak.attacks.functional`, about 3.5x cheaper per
+    evaluation on LeNet-Zhu once compiled.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class GradientMatching:
         tv: float = 0.0,
         bn: float = 0.0,
         dtype: torch.dtype = torch.float32,
+        compile: bool = False,
     ) -> None:
         check_view(view)
         self.view = view
@@ -138,6 +143,22 @@ class GradientMatching:
             raise GradleakError("the BatchNorm-statistics prior needs a model with BatchNorm layers; set bn=0")
         self.lower, self.upper = view.normalization.bounds(torch.zeros(1, device=self.device, dtype=dtype))
         self._params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in self.model.named_parameters()}
+        self._functional = self._compiled_loss() if compile else None
+
+    def _compiled_loss(self) -> FunctionalMatching:
+        extras = {
+            "a non-L2 objective": self.objective_name != "l2",
+            "layer weights": self.layer_weights is not None,
+            "a TV prior": bool(self.tv),
+            "a BatchNorm prior": self.bn is not None,
+        }
+        if any(extras.values()):
+            named = " or ".join(name for name, present in extras.items() if present)
+            raise GradleakError(f"compile=true evaluates the plain L2 loss only, not {named}; drop compile=true")
+        self._flat_target = torch.cat([t.flatten() for t in self.target])[None]
+        labels = self.labels if self.labels is not None else torch.zeros(self.batch, dtype=torch.long, device=self.device)
+        self._flat_labels = labels[None]
+        return FunctionalMatching(self.view, self.joint_labels, self.dtype, compile=True)
 
     @property
     def joint_labels(self) -> bool:
@@ -194,6 +215,9 @@ class GradientMatching:
         return Evaluation(loss, relative)
 
     def loss_and_grad(self, z: torch.Tensor) -> tuple[Evaluation, torch.Tensor]:
+        if self._functional is not None:
+            loss, squared, grad = self._functional(z.detach()[None], self._flat_target, self._flat_labels)
+            return Evaluation(loss[0], squared[0] / self._target_sq), grad[0]
         z = z.detach().requires_grad_(True)
         evaluation = self.evaluate(*self.split(z))
         (grad,) = torch.autograd.grad(evaluation.loss, z)

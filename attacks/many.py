@@ -23,15 +23,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
 
 from gradleak.attacks.dlg import DLG, search_dtype
 from gradleak.attacks.engine import CHECK_EVERY, LBFGSSettings, check_view, default_history
+from gradleak.attacks.functional import FunctionalMatching, supports
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.lbfgs import BatchedLBFGS
 from gradleak.errors import GradleakError
-from gradleak.federated import loss_fn, trainable_names
 from gradleak.progress import progress
 from gradleak.threat import Reconstruction, ServerView
 
@@ -78,45 +76,10 @@ def _check_views(views: list[ServerView]) -> None:
             torch.equal(a, b) for a, b in zip(view.model.state_dict().values(), first.model.state_dict().values())
         ):
             raise GradleakError("many-problem mode needs every view to come from the same global model")
-    if first.model_mode == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in first.model.modules()):
-        raise GradleakError("many-problem mode cannot run BatchNorm in train mode inside vmap; attack one by one")
+    reason = supports(first)
+    if reason is not None:
+        raise GradleakError(f"many-problem mode cannot run here ({reason}); attack one by one")
     check_view(first)
-
-
-class _Batch:
-    """The vectorised matching loss of P problems: value and gradient for each, in one call."""
-
-    def __init__(self, view: ServerView, joint_labels: bool, dtype: torch.dtype) -> None:
-        self.model = view.model
-        self.names = trainable_names(view.model)
-        self.params = {n: p.detach().to(dtype) for n, p in view.model.named_parameters()}
-        # frozen parameters and buffers too: functional_call must see the whole model in one precision
-        self.fixed = {n: b.to(dtype) if b.is_floating_point() else b for n, b in view.model.named_buffers()}
-        self.fixed.update({n: p for n, p in self.params.items() if n not in self.names})
-        self.shape = (1, *view.input_shape)
-        self.pixels = math.prod(view.input_shape)
-        self.classes = view.num_classes
-        self.joint = joint_labels
-        sizes = [self.params[n].numel() for n in self.names]
-        self.layer = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(view.update[0].device)
-        self.layers = len(sizes)
-        self._value_and_grad = vmap(grad_and_value(self._loss, has_aux=True))
-
-    def _loss(self, z: torch.Tensor, target: torch.Tensor, label: torch.Tensor):
-        x = z[: self.pixels].view(self.shape)
-        y = z[self.pixels :].softmax(-1)[None] if self.joint else label[None]
-
-        def client_loss(params):
-            return loss_fn(functional_call(self.model, {**self.fixed, **params}, (x,)), y)
-
-        grads = torch.func.grad(client_loss)({n: self.params[n] for n in self.names})
-        diff = torch.cat([grads[n].flatten() for n in self.names]) - target
-        squared = torch.zeros(self.layers, dtype=diff.dtype, device=diff.device).index_add(0, self.layer, diff.square())
-        return squared.sum(), squared
-
-    def __call__(self, z: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor):
-        grads, (loss, squared) = self._value_and_grad(z, targets, labels)
-        return loss, squared, grads
 
 
 def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reconstruction]:
@@ -125,13 +88,14 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     first = views[0]
     device = first.update[0].device
     dtype = search_dtype(config.precision)
-    batch = _Batch(first, joint, dtype)
+    batch = FunctionalMatching(first, joint, dtype, compile=config.compile)
     targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views]).to(dtype)
     target_sq = torch.stack([
         torch.zeros(batch.layers, device=device, dtype=dtype).index_add(0, batch.layer, t.square()) for t in targets
     ]).clamp_min(1e-30)
-    labels = torch.cat([recover_labels(v, config.labels) for v in views]) if not joint else torch.zeros(
-        len(views), dtype=torch.long, device=device
+    # (P, 1): one example per problem
+    labels = torch.stack([recover_labels(v, config.labels) for v in views]) if not joint else torch.zeros(
+        len(views), 1, dtype=torch.long, device=device
     )
     generator = torch.Generator(device=device).manual_seed(config.seed)
     stall = LBFGSSettings()

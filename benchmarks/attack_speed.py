@@ -17,6 +17,10 @@ gradleak: its ``init_scale``), with the same intra-op thread count.
 
     python benchmarks/attack_speed.py                  # photos 0-5, seeds 0-4, 16 images for part 2
     python benchmarks/attack_speed.py --quick          # photos 0-1, seed 0, 4 images
+    python benchmarks/attack_speed.py --compile        # gradleak with compile=true (both parts)
+
+With ``--compile`` the compilation is timed too: torch's on-disk cache is pointed at a fresh
+temporary folder, so the first problem (and each worker of part 2) compiles from scratch.
 
 Prints one JSON object at the end (``--json FILE`` writes it too).
 """
@@ -26,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import tempfile
 import time
 import warnings
 
@@ -83,9 +89,9 @@ def reference_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, steps:
     return {"seconds": seconds, "evaluations": evaluations, "psnr": quality, "reached": quality >= TARGET_DB}
 
 
-def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int) -> dict:
+def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, compile: bool) -> dict:
     start = time.perf_counter()
-    reconstruction = build_attack("dlg", seed=seed).reconstruct(view)
+    reconstruction = build_attack("dlg", seed=seed, compile=compile).reconstruct(view)
     seconds = time.perf_counter() - start
     quality = psnr(reconstruction.images[0], truth_image)
     return {
@@ -97,14 +103,14 @@ def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int) -> dict
     }
 
 
-def single(dataset, indices, seeds) -> dict:
+def single(dataset, indices, seeds, compile: bool) -> dict:
     cases = []
     for seed in seeds:
         for index in indices:
             round_ = make_round(dataset, index, seed)
             truth = round_.truth.images[0]
             reference = reference_dlg(round_.view, truth, seed)
-            ours = gradleak_dlg(round_.view, truth, seed)
+            ours = gradleak_dlg(round_.view, truth, seed, compile)
             cases.append({"index": index, "seed": seed, "reference": reference, "gradleak": ours})
             print(
                 f"{dataset.name}[{index}] seed {seed}: reference {reference['seconds']:.1f} s "
@@ -131,11 +137,11 @@ def single(dataset, indices, seeds) -> dict:
     }
 
 
-def many(dataset, indices, seed: int, workers: int, reference_images: int) -> dict:
+def many(dataset, indices, seed: int, workers: int, reference_images: int, compile: bool) -> dict:
     rounds = [make_round(dataset, index, seed) for index in indices]
     start = time.perf_counter()
     reconstructions = reconstruct_many(
-        [r.view for r in rounds], DLG.Config(seed=seed), ManySettings(slots=len(rounds), workers=workers)
+        [r.view for r in rounds], DLG.Config(seed=seed, compile=compile), ManySettings(slots=len(rounds), workers=workers)
     )
     ours_seconds = time.perf_counter() - start
     ours_reached = sum(psnr(rec.images[0], r.truth.images[0]) >= TARGET_DB for rec, r in zip(reconstructions, rounds))
@@ -173,11 +179,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for the many-problem mode")
     parser.add_argument("--quick", action="store_true", help="photos 0-1, seed 0, 4 images")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="gradleak with compile=true, compilation timed")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args()
     if args.quick:
         args.indices, args.seeds, args.many, args.reference_images = [0, 1], [0], 4, 2
     warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+    if args.compile:  # read when the first compile starts; spawned workers inherit it
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="gradleak-inductor-")
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
     result = {
@@ -185,9 +194,10 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "dataset": args.dataset,
+        "gradleak": "dlg:compile=true" if args.compile else "dlg",
     }
     if not args.skip_single:
-        result["single"] = single(dataset, args.indices, args.seeds)
+        result["single"] = single(dataset, args.indices, args.seeds, args.compile)
         single_ = result["single"]
         print(
             f"time to 40 dB: {single_['ratio_all']:.2f}x over all cases, {single_['ratio_per_success']:.2f}x per image "
@@ -197,7 +207,7 @@ def main() -> None:
         )
     if args.many:
         indices = [i % len(dataset) for i in range(args.many)]
-        result["many"] = many(dataset, indices, args.seeds[0], args.workers, args.reference_images)
+        result["many"] = many(dataset, indices, args.seeds[0], args.workers, args.reference_images, args.compile)
         print(f"images per minute: {result['many']['ratio']:.2f}x", flush=True)
     text = json.dumps(jsonable(result))
     if args.json:
