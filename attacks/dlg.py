@@ -10,6 +10,7 @@ rule from :mod:`gradleak.attacks.labels` and optimise only the images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -65,11 +66,14 @@ class DLG(Attack):
             max_step=c.max_step or None, stall_window=LBFGSSettings.stall_window * problem.batch,
         )
 
-    def reconstruct(self, view: ServerView) -> Reconstruction:
+    def reconstruct(
+        self, view: ServerView, on_check: Callable[[int, torch.Tensor], None] | None = None
+    ) -> Reconstruction:
+        """``on_check(evaluations, normalised images)`` watches the search (see ``lbfgs_search``)."""
         labels = None if self.config.labels == "joint" else recover_labels(view, self.config.labels)
         problem = GradientMatching(
             view, objective="l2", labels=labels, dtype=search_dtype(self.config.precision), compile=self.config.compile
         )
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
-        search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name)
+        search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name, on_check=on_check)
         return problem.reconstruction(search, labels, label_strategy=self.config.labels)

@@ -161,6 +161,10 @@ class GradientMatching:
         return FunctionalMatching(self.view, self.joint_labels, self.dtype, compile=True)
 
     @property
+    def compiled(self) -> bool:
+        return self._functional is not None
+
+    @property
     def joint_labels(self) -> bool:
         return self.labels is None
 
@@ -362,9 +366,17 @@ def default_history(device: torch.device) -> int:
 
 
 def lbfgs_search(
-    problem: GradientMatching, settings: LBFGSSettings, generator: torch.Generator, desc: str = "L-BFGS"
+    problem: GradientMatching,
+    settings: LBFGSSettings,
+    generator: torch.Generator,
+    desc: str = "L-BFGS",
+    on_check: Callable[[int, torch.Tensor], None] | None = None,
 ) -> Search:
-    """Minimise the matching loss with L-BFGS from fresh starts until one solves the problem."""
+    """Minimise the matching loss with L-BFGS from fresh starts until one solves the problem.
+
+    ``on_check(evaluations, images)`` sees the current normalised images at every check (every
+    ``CHECK_EVERY`` evaluations), for live displays and for benchmarks that watch the truth.
+    """
     started = time.perf_counter()
     search: Search | None = None
     history: list[dict[str, float]] = []
@@ -375,7 +387,7 @@ def lbfgs_search(
             # Odd starts draw from DLG's own N(0, 1): a case that defeats starts near the mean
             # (one photo in eight here) usually falls to a standard-normal one, and vice versa.
             z = z0 if start == 0 else problem.random_point(generator, settings.init_scale if start % 2 == 0 else 1.0)
-            candidate, evaluations, outcome = _lbfgs_start(problem, z, settings, start, history, total)
+            candidate, evaluations, outcome = _lbfgs_start(problem, z, settings, start, history, total, on_check)
             total += evaluations
             bar.update(evaluations)
             if search is None or candidate.score < search.best.score:
@@ -395,10 +407,13 @@ def _lbfgs_start(
     start: int,
     history: list[dict[str, float]],
     offset: int,
+    on_check: Callable[[int, torch.Tensor], None] | None,
 ) -> tuple[Candidate, int, str]:
     """One start: ``solved`` (every layer below tolerance), ``converged`` (stalled or out of
     budget below ``floor``), ``stalled``, ``diverged`` or ``budget`` (iterations used up)."""
-    optimizer = BatchedLBFGS(z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step)
+    optimizer = BatchedLBFGS(
+        z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step, compile=problem.compiled
+    )
     images, logits = problem.split(z)
     best = Candidate(images.clone(), None if logits is None else logits.clone(), math.inf, math.inf, 0, start)
     losses: list[float] = []  # at every check
@@ -413,6 +428,8 @@ def _lbfgs_start(
                 outcome = "diverged"
                 break
             history.append({"iteration": offset + evaluation, "start": start, "loss": loss, "score": score})
+            if on_check is not None:
+                on_check(offset + evaluation, problem.split(point.detach())[0])
             if score < best.score:
                 images, logits = problem.split(point.detach())
                 best = Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)

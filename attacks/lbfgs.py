@@ -24,9 +24,17 @@ per step; a problem can be restarted at a new point without disturbing the other
 to use curvature, and from a tiny first step the estimate gamma = s^T y / y^T y can be huge: in
 gradient matching that step (RMS 6.6 per pixel on a normalised image) saturates the network's
 sigmoids, the gradient vanishes and the search freezes for good.
+
+``compile=True`` runs :meth:`BatchedLBFGS.tell` through ``torch.compile``: its ~60 small
+operators cost more to dispatch than to compute (3.0 ms a step for one LeNet-Zhu problem with
+100 pairs in float64 on one CPU thread, 1.9 ms compiled), and with a compiled matching loss
+(:mod:`gradleak.attacks.functional`) the step is half of each iteration. One compiled function
+serves every instance.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
@@ -42,13 +50,21 @@ class BatchedLBFGS:
     ``z`` is (P, n): P independent problems of n unknowns each.
     """
 
-    def __init__(self, z: torch.Tensor, history: int = 100, lr: float = 1.0, max_step: float | None = None) -> None:
+    def __init__(
+        self,
+        z: torch.Tensor,
+        history: int = 100,
+        lr: float = 1.0,
+        max_step: float | None = None,
+        compile: bool = False,
+    ) -> None:
         if z.ndim != 2:
             raise ValueError(f"z must be (problems, unknowns), not {tuple(z.shape)}")
         problems, n = z.shape
         self.lr = lr
         self.max_step = max_step
         self.history = history
+        self.compile = compile
         self.z = z.detach().clone()
         options = dict(dtype=z.dtype, device=z.device)
         # Rows 0..m-1 hold the steps s_i, rows m..2m-1 the gradient changes y_i, in ring slots;
@@ -79,7 +95,9 @@ class BatchedLBFGS:
 
     def tell(self, grad: torch.Tensor) -> torch.Tensor:
         """Take one step for every problem from the gradient at :attr:`z`; returns the new ``z``."""
-        grad = grad.detach()
+        return (_compiled_tell() if self.compile else BatchedLBFGS._tell)(self, grad.detach())
+
+    def _tell(self, grad: torch.Tensor) -> torch.Tensor:
         m = self.history
         # Store the pair (s, y) of the step just evaluated where its curvature allows, then
         # take every product with the history in one pass over it: s, y and g against all pairs.
@@ -133,3 +151,8 @@ class BatchedLBFGS:
         coefficients.scatter_(1, order, p[..., 0])
         coefficients.scatter_(1, m + order, -(gamma * q)[..., 0])
         return gamma[:, 0] * g + torch.bmm(coefficients[:, None, :], self._SY_rows)[:, 0]
+
+
+@functools.cache
+def _compiled_tell():
+    return torch.compile(BatchedLBFGS._tell)

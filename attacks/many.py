@@ -111,8 +111,9 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     width = min(slots, len(views))
     problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
     history = config.history or default_history(device)
+    starts_at = torch.stack([start_point(0) for _ in range(width)])
     optimizer = BatchedLBFGS(
-        torch.stack([start_point(0) for _ in range(width)]), history=history, lr=config.lr, max_step=config.max_step or None
+        starts_at, history=history, lr=config.lr, max_step=config.max_step or None, compile=config.compile
     )
     steps = [0] * width  # evaluations of the slot's current start
     starts = [1] * width

@@ -51,3 +51,16 @@ def test_problems_are_independent_and_restartable():
     for _ in range(200):
         minimum.tell(_grad(f, minimum.z))
     assert float(_grad(f, minimum.z).abs().max()) < 1e-8
+
+
+def test_compiled_steps_equal_the_eager_ones_with_restarts():
+    f, x0 = _problem(2)
+    eager = BatchedLBFGS(torch.stack([x0, -x0]), history=4, max_step=0.3)
+    compiled = BatchedLBFGS(torch.stack([x0, -x0]), history=4, max_step=0.3, compile=True)
+    for step in range(15):
+        if step == 7:
+            for optimizer in (eager, compiled):
+                optimizer.restart(torch.tensor([0]), torch.zeros(1, len(x0), dtype=x0.dtype))
+        eager.tell(_grad(f, eager.z))
+        compiled.tell(_grad(f, compiled.z))
+        torch.testing.assert_close(compiled.z, eager.z, rtol=1e-10, atol=1e-12)
