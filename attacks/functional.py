@@ -19,7 +19,9 @@ and targets are its inputs, not constants.
 from __future__ import annotations
 
 import copy
+import logging
 import math
+import warnings
 from typing import Callable
 
 import torch
@@ -95,7 +97,7 @@ class FunctionalMatching:
 
         value_and_grad = vmap(grad_and_value(matching_loss, has_aux=True), in_dims=(0, 0, 0, None, None, None))
         if compile:
-            value_and_grad = torch.compile(value_and_grad)
+            value_and_grad = compile_quietly(value_and_grad)
             _COMPILED[key] = value_and_grad
         self._value_and_grad = value_and_grad
 
@@ -113,3 +115,9 @@ class FunctionalMatching:
             ) from exc
         return loss, squared, grads
 
+
+def compile_quietly(function: Callable) -> Callable:
+    """``torch.compile(function)``, without two notices the compiler prints on every CPU machine."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found"
+    warnings.filterwarnings("ignore", message=".*torch._prims_common.check", category=FutureWarning)
+    return torch.compile(function)

@@ -38,6 +38,8 @@ import functools
 
 import torch
 
+from gradleak.attacks.functional import compile_quietly
+
 # torch.optim.LBFGS skips a pair when y^T s <= 1e-10, an absolute threshold that assumes a loss
 # of order one. Gradient matching ends at losses of 1e-6 with steps of 1e-6 per entry, where every
 # pair falls below it and the search freezes with stale curvature; the test here is relative.
@@ -155,4 +157,4 @@ class BatchedLBFGS:
 
 @functools.cache
 def _compiled_tell():
-    return torch.compile(BatchedLBFGS._tell)
+    return compile_quietly(BatchedLBFGS._tell)
