@@ -99,7 +99,7 @@ class GradientMatching:
     precision of the search (the model, the target and the unknowns); float64 lets L-BFGS go on
     where float32's rounding of the dummy gradient (relative 1e-7 per entry) stops it.
     ``compile``: evaluate the plain L2 loss of a FedSGD gradient (no priors, no layer weights)
-    with the compiled function of :mod:`gradleak.attacks.functional`, about 3.5x cheaper per
+    with the compiled function of :mod:`gradleak.attacks.functional`, about 3x cheaper per
     evaluation on LeNet-Zhu once compiled.
     """
 

@@ -72,15 +72,15 @@ class FunctionalMatching:
         device = view.update[0].device
         self.layer = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).to(device)
         self.layers = len(sizes)
-        self.compiled = compile
-        key = (repr(model), tuple((n, tuple(t.shape)) for n, t in model.state_dict().items()), self.shape,
+        training = view.model_mode == "train"
+        key = (repr(model), tuple((n, tuple(t.shape)) for n, t in model.state_dict().items()), training, self.shape,
                self.classes, joint_labels, dtype, device)
         if compile and key in _COMPILED:
             self._value_and_grad = _COMPILED[key]
             return
         # The template's weights are never read (functional_call replaces them all), only its
         # structure; a copy, so that a cached function does not hold on to the caller's model.
-        template = copy.deepcopy(model)
+        template = copy.deepcopy(model).train(training)  # in the mode the client trained in
         shape, pixels, classes, names, layers = self.shape, self.pixels, self.classes, self.names, self.layers
 
         def matching_loss(z, target, label, params, fixed, layer):

@@ -56,3 +56,20 @@ def test_compile_refuses_what_it_cannot_evaluate(make_round):
     fedavg = make_round(dataset="faces", index=0, algorithm="fedavg", local_steps=2)
     with pytest.raises(GradleakError, match="FedSGD gradients only"):
         build_attack("dlg:compile=true").reconstruct(fedavg.view)
+
+
+def test_functional_loss_runs_the_model_in_the_clients_mode(make_round):
+    """ConvNet in eval mode (BatchNorm on running statistics): torch.func's loss equals autograd's."""
+    from gradleak.attacks.engine import GradientMatching
+    from gradleak.attacks.functional import FunctionalMatching
+
+    round_ = make_round(dataset="faces", index=1, model="convnet:width=8", model_mode="eval")
+    round_.view.model.train()  # the server's copy may sit in either mode; the view's model_mode decides
+    eager = GradientMatching(round_.view, dtype=torch.float64)
+    functional = FunctionalMatching(round_.view, joint_labels=True, dtype=torch.float64)
+    z = eager.random_point(torch.Generator().manual_seed(1), 0.1)
+    expected, expected_grad = eager.loss_and_grad(z)
+    target = torch.cat([t.flatten() for t in eager.target])[None]
+    loss, squared, grad = functional(z[None], target, torch.zeros(1, 1, dtype=torch.long))
+    assert float(loss[0]) == pytest.approx(float(expected.loss.detach()), rel=1e-10)
+    torch.testing.assert_close(grad[0], expected_grad, rtol=1e-9, atol=1e-12)
