@@ -12,11 +12,15 @@ def test_inverting_gradients_on_a_face(make_round):
 
 
 def test_unrolling_fedavg_beats_treating_the_delta_as_a_gradient(make_round):
-    round_ = make_round(dataset="faces", index=0, algorithm="fedavg", local_steps=5, learning_rate=0.1)
-    unrolled = score(build_attack("fedavg:iterations=300").reconstruct(round_.view), round_.truth)
-    naive = score(build_attack("fedavg:iterations=300,unroll=false").reconstruct(round_.view), round_.truth)
-    assert unrolled.mean_psnr >= naive.mean_psnr + 1.0
-    assert unrolled.mean_psnr >= 25
+    """Two faces, five steps on mini-batches of one (faces 0, 1, 0, 1, 0): 22.6 against 15.2 dB at
+    300 iterations when measured. With one image the two are within a dB of each other and the
+    sign of the difference changes with the convolution backend the timing picks."""
+    round_ = make_round(dataset="faces", batch_size=2, algorithm="fedavg", local_steps=5, learning_rate=0.1,
+                        local_batch_size=1, known_labels=True)
+    unrolled = score(build_attack("fedavg:iterations=300,labels=known").reconstruct(round_.view), round_.truth)
+    naive = score(build_attack("fedavg:iterations=300,labels=known,unroll=false").reconstruct(round_.view), round_.truth)
+    assert unrolled.mean_psnr >= naive.mean_psnr + 4
+    assert unrolled.mean_psnr >= 20
 
 
 def test_gradinversion_uses_the_batchnorm_prior_on_a_batch(make_round):
