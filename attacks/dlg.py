@@ -54,7 +54,7 @@ class DLG(Attack):
         # the darkest photo (34.7 dB; 42.3 dB in float64), and a CPU evaluation costs only ~1.15x more.
         precision: str = "float64"  # or float32
         # Not in DLG. Compiled, an iteration (evaluation and L-BFGS step) costs ~2x less on LeNet-Zhu,
-        # after a one-time compile of ~35 s (5 s from torch's on-disk cache): worth it for long or
+        # after a one-time compile of ~30 s (5 s from torch's on-disk cache): worth it for long or
         # many attacks, not for one face (docs/attacks.md).
         compile: bool = False
         seed: int = 0

@@ -143,9 +143,15 @@ class GradientMatching:
             raise GradleakError("the BatchNorm-statistics prior needs a model with BatchNorm layers; set bn=0")
         self.lower, self.upper = view.normalization.bounds(torch.zeros(1, device=self.device, dtype=dtype))
         self._params = {n: p.detach().clone().requires_grad_(p.requires_grad) for n, p in self.model.named_parameters()}
-        self._functional = self._compiled_loss() if compile else None
+        self._functional: FunctionalMatching | None = None
+        if compile:
+            self._check_compilable()
+            self._functional = FunctionalMatching(view, self.joint_labels, dtype, compile=True)
+            self._flat_target = torch.cat([t.flatten() for t in self.target])[None]
+            given = labels if labels is not None else torch.zeros(self.batch, dtype=torch.long, device=self.device)
+            self._flat_labels = given[None]
 
-    def _compiled_loss(self) -> FunctionalMatching:
+    def _check_compilable(self) -> None:
         extras = {
             "a non-L2 objective": self.objective_name != "l2",
             "layer weights": self.layer_weights is not None,
@@ -155,10 +161,6 @@ class GradientMatching:
         if any(extras.values()):
             named = " or ".join(name for name, present in extras.items() if present)
             raise GradleakError(f"compile=true evaluates the plain L2 loss only, not {named}; drop compile=true")
-        self._flat_target = torch.cat([t.flatten() for t in self.target])[None]
-        labels = self.labels if self.labels is not None else torch.zeros(self.batch, dtype=torch.long, device=self.device)
-        self._flat_labels = labels[None]
-        return FunctionalMatching(self.view, self.joint_labels, self.dtype, compile=True)
 
     @property
     def compiled(self) -> bool:

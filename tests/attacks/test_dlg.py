@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from gradleak.attacks import build_attack
+from gradleak.attacks.engine import GradientMatching
+from gradleak.attacks.functional import FunctionalMatching
 from gradleak.errors import GradleakError
 from gradleak.eval.metrics import score
 
@@ -34,8 +36,6 @@ def test_unknown_precision_is_refused_with_the_choices(make_round):
 
 
 def test_compiled_loss_equals_the_eager_one_and_solves_a_face(make_round):
-    from gradleak.attacks.engine import GradientMatching
-
     round_ = make_round(dataset="faces", index=2, model_seed=1)
     eager = GradientMatching(round_.view, dtype=torch.float64)
     compiled = GradientMatching(round_.view, dtype=torch.float64, compile=True)
@@ -49,8 +49,6 @@ def test_compiled_loss_equals_the_eager_one_and_solves_a_face(make_round):
 
 
 def test_compile_refuses_what_it_cannot_evaluate(make_round):
-    from gradleak.attacks.engine import GradientMatching
-
     with pytest.raises(GradleakError, match="plain L2 loss only, not a TV prior"):
         GradientMatching(make_round(dataset="faces", index=0).view, tv=1e-4, compile=True)
     fedavg = make_round(dataset="faces", index=0, algorithm="fedavg", local_steps=2)
@@ -60,9 +58,6 @@ def test_compile_refuses_what_it_cannot_evaluate(make_round):
 
 def test_functional_loss_runs_the_model_in_the_clients_mode(make_round):
     """ConvNet in eval mode (BatchNorm on running statistics): torch.func's loss equals autograd's."""
-    from gradleak.attacks.engine import GradientMatching
-    from gradleak.attacks.functional import FunctionalMatching
-
     round_ = make_round(dataset="faces", index=1, model="convnet:width=8", model_mode="eval")
     round_.view.model.train()  # the server's copy may sit in either mode; the view's model_mode decides
     eager = GradientMatching(round_.view, dtype=torch.float64)
