@@ -30,18 +30,19 @@ BUDGETS = [2000, 500, 10000]
 ATTACKS = {  # IG with the paper's CIFAR-10 settings, and with a TV weight and step tuned on LeNet-Zhu photos
     "IG": "ig:iterations={n}",
     "IG tv=1e-2 lr=0.3": "ig:iterations={n},tv=1e-2,lr=0.3",
+    "IG L2": "ig:iterations={n},objective=l2",  # the paper's comparison: same optimiser and prior, L2 objective
     "DLG": "dlg:iterations={n},restarts=1",
 }
 
 
-def jobs(budgets: list[int], models: list[str], datasets: list[str]) -> list[dict]:
+def jobs(budgets: list[int], models: list[str], datasets: list[str], attacks: list[str], mode: str) -> list[dict]:
     return [
         {"model": label, "spec": spec, "epochs": epochs, "dataset": dataset, "index": index, "budget": budget,
-         "attack": attack}
+         "attack": attack, "mode": mode}
         for budget in budgets
         for label, spec, epochs in MODELS
         for dataset, index in IMAGES
-        for attack in ATTACKS
+        for attack in attacks
         if label in models and dataset in datasets
     ]
 
@@ -55,7 +56,8 @@ def run(job: dict, device: str) -> dict:
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    scenario = Scenario(dataset=job["dataset"], index=job["index"], model=job["spec"], trained_epochs=job["epochs"])
+    scenario = Scenario(dataset=job["dataset"], index=job["index"], model=job["spec"], trained_epochs=job["epochs"],
+                        model_mode=job["mode"])
     round_ = build_round(scenario, device=device)
     start = time.perf_counter()
     reconstruction = build_attack(ATTACKS[job["attack"]].format(n=job["budget"])).reconstruct(round_.view)
@@ -76,18 +78,21 @@ def _run(args: tuple[dict, str, float]) -> dict | None:
 
 def markdown(results: list[dict]) -> str:
     budgets = sorted({r["budget"] for r in results if r})
+    attacks = [a for a in ATTACKS if any(r and r["attack"] == a for r in results)]
     cells: dict[tuple, dict] = defaultdict(dict)
     for r in results:
         if r and "error" not in r:
             cells[(r["model"], r["dataset"])][(r["attack"], r["budget"])] = r
-    header = "| model | image | " + " | ".join(f"{a} {b:,}" for b in budgets for a in ATTACKS) + " |"
-    lines = [header, "|" + " --- |" * (2 + len(budgets) * len(ATTACKS))]
+    header = "| model | image | " + " | ".join(f"{a} {b:,}" for b in budgets for a in attacks) + " |"
+    lines = [header, "|" + " --- |" * (2 + len(budgets) * len(attacks))]
     for label, _, _ in MODELS:
         for dataset, index in IMAGES:
             row = cells.get((label, dataset), {})
+            if not row:
+                continue
             values = []
             for budget in budgets:
-                for attack in ATTACKS:
+                for attack in attacks:
                     r = row.get((attack, budget))
                     values.append(f"{r['psnr']:.1f} / {r['ssim']:.2f}" if r else "—")
             lines.append(f"| {label} | {dataset}[{index}] | " + " | ".join(values) + " |")
@@ -103,6 +108,10 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=BUDGETS)
     parser.add_argument("--models", nargs="+", default=[m[0] for m in MODELS], help="model labels to run")
     parser.add_argument("--datasets", nargs="+", default=[d for d, _ in IMAGES])
+    parser.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS), metavar="ATTACK",
+                        help=f"columns to run, of {list(ATTACKS)}")
+    parser.add_argument("--mode", choices=["train", "eval"], default="train",
+                        help="model mode of the clients' step (eval: BatchNorm uses running statistics)")
     parser.add_argument("--markdown", metavar="RESULTS", help="print the table of a result file and exit")
     args = parser.parse_args()
     if args.markdown:
@@ -110,7 +119,7 @@ def main() -> None:
             print(markdown(json.load(handle)))
         return
     deadline = time.time() + args.deadline
-    work = [(job, args.device, deadline) for job in jobs(args.budgets, args.models, args.datasets)]
+    work = [(job, args.device, deadline) for job in jobs(args.budgets, args.models, args.datasets, args.attacks, args.mode)]
     results: list[dict] = []
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for result in pool.imap_unordered(_run, work):
