@@ -330,6 +330,7 @@ class LBFGSSettings:
     tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
     init_scale: float = 1.0  # std of the random images of even starts (DLG: 1, in the normalised space); odd: 1
     max_step: float | None = None  # cap on a step's RMS entry (BatchedLBFGS); DLG: none
+    storage: torch.dtype | None = None  # precision of the stored L-BFGS pairs (BatchedLBFGS); None: the unknowns'
     # A start is abandoned when its loss has not moved at all over 100 evaluations (saturated
     # sigmoids: a zero gradient), or, while it is still far from any solution (some layer's
     # relative error above 1e-3), its best loss has not halved over 600. L-BFGS without line
@@ -414,7 +415,8 @@ def _lbfgs_start(
     """One start: ``solved`` (every layer below tolerance), ``converged`` (stalled or out of
     budget below ``floor``), ``stalled``, ``diverged`` or ``budget`` (iterations used up)."""
     optimizer = BatchedLBFGS(
-        z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step, compile=problem.compiled
+        z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step, compile=problem.compiled,
+        storage=settings.storage,
     )
     images, logits = problem.split(z)
     best = Candidate(images.clone(), None if logits is None else logits.clone(), math.inf, math.inf, 0, start)

@@ -113,7 +113,8 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     history = config.history or default_history(device)
     starts_at = torch.stack([start_point(0) for _ in range(width)])
     optimizer = BatchedLBFGS(
-        starts_at, history=history, lr=config.lr, max_step=config.max_step or None, compile=config.compile
+        starts_at, history=history, lr=config.lr, max_step=config.max_step or None, compile=config.compile,
+        storage=search_dtype(config.history_precision),
     )
     steps = [0] * width  # evaluations of the slot's current start
     starts = [1] * width

@@ -64,3 +64,17 @@ def test_compiled_steps_equal_the_eager_ones_with_restarts():
         eager.tell(_grad(f, eager.z))
         compiled.tell(_grad(f, compiled.z))
         torch.testing.assert_close(compiled.z, eager.z, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_pairs_steer_a_float64_search_to_its_float64_minimum():
+    f, x0 = _problem(3)
+    exact = BatchedLBFGS(x0[None], history=10)
+    stored32 = BatchedLBFGS(x0[None], history=10, storage=torch.float32)
+    assert stored32.z.dtype == torch.float64 and stored32._SY_rows.dtype == torch.float32
+    for step in range(200):
+        exact.tell(_grad(f, exact.z))
+        stored32.tell(_grad(f, stored32.z))
+        if step < 5:  # the same steps up to float32 rounding of the pairs
+            torch.testing.assert_close(stored32.z, exact.z, rtol=1e-5, atol=1e-5)
+    assert float(_grad(f, stored32.z).abs().max()) < 1e-8  # float64 accuracy, not float32's
+    torch.testing.assert_close(stored32.z, exact.z, rtol=0, atol=1e-8)
