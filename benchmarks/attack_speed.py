@@ -25,7 +25,8 @@ gradleak: its ``init_scale``), with the same intra-op thread count.
 With ``--compile`` the compilation is timed too: torch's on-disk cache is pointed at a fresh
 temporary folder, so the first problem (and each worker of part 2) compiles from scratch.
 ``--warm-cache`` fills that folder first, in a separate untimed process, so that the timed
-runs load the compiled code from disk as every run after the first on a machine does.
+runs load the compiled code from disk as every run after the first on a machine does. It
+warms part 1's single-problem shapes; part 2's vmapped batches still compile their own.
 
 Prints one JSON object at the end (``--json FILE`` writes it too).
 """
@@ -225,6 +226,8 @@ def main() -> None:
         filler = multiprocessing.get_context("spawn").Process(target=_fill_cache, args=(args.dataset,))
         filler.start()
         filler.join()
+        if filler.exitcode != 0:
+            raise SystemExit(f"filling the compile cache failed (exit code {filler.exitcode}); run without --warm-cache")
     torch.set_num_threads(args.threads)
     dataset = load_dataset(args.dataset)
     result = {
