@@ -102,6 +102,12 @@ class BatchedLBFGS:
         self._SY[index] = 0
         self._YY[index] = 0
 
+    def keep(self, index: torch.Tensor) -> None:
+        """Keep only problems ``index``, in that order, with their histories: the batch narrows."""
+        for name in ("z", "_SY_rows", "_SY", "_YY", "_count", "_head", "_gamma", "_started", "_previous_grad", "_step"):
+            setattr(self, name, getattr(self, name)[index])
+        self._rows = torch.arange(len(index), device=self.z.device)
+
     def tell(self, grad: torch.Tensor) -> torch.Tensor:
         """Take one step for every problem from the gradient at :attr:`z`; returns the new ``z``."""
         return (_compiled_tell() if self.compile else BatchedLBFGS._tell)(self, grad.detach())

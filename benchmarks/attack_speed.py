@@ -160,14 +160,15 @@ def _ratios(cases: list[dict], seconds: str, reached: str) -> dict:
     }
 
 
-def many(dataset, indices, seed: int, workers: int, reference_images: int, compile: bool) -> dict:
+def many(dataset, indices, seed: int, workers: int, slots: int, reference_images: int, compile: bool) -> dict:
     rounds = [make_round(dataset, index, seed) for index in indices]
     start = time.perf_counter()
     reconstructions = reconstruct_many(
-        [r.view for r in rounds], DLG.Config(seed=seed, compile=compile), ManySettings(slots=len(rounds), workers=workers)
+        [r.view for r in rounds], DLG.Config(seed=seed, compile=compile), ManySettings(slots=slots or len(rounds), workers=workers)
     )
     ours_seconds = time.perf_counter() - start
-    ours_reached = sum(psnr(rec.images[0], r.truth.images[0]) >= TARGET_DB for rec, r in zip(reconstructions, rounds))
+    ours_psnr = [psnr(rec.images[0], r.truth.images[0]) for rec, r in zip(reconstructions, rounds)]
+    ours_reached = sum(value >= TARGET_DB for value in ours_psnr)
     reference = [reference_dlg(r.view, r.truth.images[0], seed) for r in rounds[:reference_images]]
     reference_seconds = sum(r["seconds"] for r in reference)
     ours_rate = 60 * ours_reached / ours_seconds
@@ -181,6 +182,7 @@ def many(dataset, indices, seed: int, workers: int, reference_images: int, compi
     return {
         "images": len(rounds),
         "workers": workers,
+        "slots": slots or len(rounds),
         "gradleak_seconds": ours_seconds,
         "gradleak_reached": ours_reached,
         "reference_images": len(reference),
@@ -188,6 +190,10 @@ def many(dataset, indices, seed: int, workers: int, reference_images: int, compi
         "reference_reached": sum(r["reached"] for r in reference),
         "images_per_minute": {"gradleak": ours_rate, "reference": reference_rate},
         "ratio": ours_rate / reference_rate if reference_rate else math.inf,
+        "gradleak_per_image": [
+            {"index": index, "psnr": value, "evaluations": rec.info["evaluations"]}
+            for index, value, rec in zip(indices, ours_psnr, reconstructions)
+        ],
     }
 
 
@@ -208,6 +214,7 @@ def main() -> None:
     parser.add_argument("--many", type=int, default=16, help="images for part 2 (0: skip)")
     parser.add_argument("--reference-images", type=int, default=4, help="of those, how many the reference runs")
     parser.add_argument("--workers", type=int, default=2, help="processes for the many-problem mode")
+    parser.add_argument("--slots", type=int, default=0, help="problems in flight per worker (default: all of them)")
     parser.add_argument("--quick", action="store_true", help="photos 0-1, seed 0, 4 images")
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--compile", action="store_true", help="gradleak with compile=true, compilation timed")
@@ -249,7 +256,7 @@ def main() -> None:
             )
     if args.many:
         indices = [i % len(dataset) for i in range(args.many)]
-        result["many"] = many(dataset, indices, args.seeds[0], args.workers, args.reference_images, args.compile)
+        result["many"] = many(dataset, indices, args.seeds[0], args.workers, args.slots, args.reference_images, args.compile)
         print(f"images per minute: {result['many']['ratio']:.2f}x", flush=True)
     text = json.dumps(jsonable(result))
     if args.json:

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from gradleak.attacks import build_attack
+from gradleak.attacks.dlg import DLG
+from gradleak.attacks.many import ManySettings, reconstruct_many
 from gradleak.eval.metrics import score
 from gradleak.scenario import Scenario, build_round
 
@@ -33,3 +35,10 @@ def test_attacks_run_on_cuda(spec, fields):
     reconstruction = build_attack(spec).reconstruct(round_.view)
     assert reconstruction.images.shape == round_.truth.images.shape
     assert torch.isfinite(reconstruction.images).all()
+
+
+def test_many_mode_narrows_on_cuda():
+    rounds = [build_round(Scenario(dataset="faces", index=i, model_seed=1), device="cuda") for i in (3, 4, 5)]
+    reconstructions = reconstruct_many([r.view for r in rounds], DLG.Config(), ManySettings(slots=2))
+    for reconstruction, round_ in zip(reconstructions, rounds):
+        assert score(reconstruction, round_.truth).mean_psnr >= 40

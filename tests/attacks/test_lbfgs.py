@@ -53,6 +53,19 @@ def test_problems_are_independent_and_restartable():
     assert float(_grad(f, minimum.z).abs().max()) < 1e-8
 
 
+def test_a_narrowed_batch_goes_on_as_before():
+    f, x0 = _problem(1)
+    wide = BatchedLBFGS(torch.stack([x0, 2 * x0, -x0]), history=4)
+    alone = BatchedLBFGS((-x0)[None], history=4)
+    for step in range(12):
+        if step == 6:  # drop problems 0 and 1 mid-search: problem 2 keeps its history
+            wide.keep(torch.tensor([2]))
+        wide.tell(_grad(f, wide.z))
+        alone.tell(_grad(f, alone.z))
+    assert wide.z.shape == alone.z.shape
+    torch.testing.assert_close(wide.z, alone.z, rtol=0, atol=1e-12)
+
+
 def test_compiled_steps_equal_the_eager_ones_with_restarts():
     f, x0 = _problem(2)
     eager = BatchedLBFGS(torch.stack([x0, -x0]), history=4, max_step=0.3)
