@@ -62,6 +62,9 @@ class DLG(Attack):
         # after a one-time compile of ~30 s (5 s from torch's on-disk cache): worth it for long or
         # many attacks, not for one face (docs/attacks.md).
         compile: bool = False
+        # Not in DLG: a total-variation prior (its weight, on the same TV as IG's `tv`) for
+        # batches whose gradient does not single out one set of images (docs/benchmarks.md).
+        tv: float = 0.0
         seed: int = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:
@@ -79,7 +82,8 @@ class DLG(Attack):
         """``on_check(evaluations, normalised images)`` watches the search (see ``lbfgs_search``)."""
         labels = None if self.config.labels == "joint" else recover_labels(view, self.config.labels)
         problem = GradientMatching(
-            view, objective="l2", labels=labels, dtype=search_dtype(self.config.precision), compile=self.config.compile
+            view, objective="l2", labels=labels, tv=self.config.tv, dtype=search_dtype(self.config.precision),
+            compile=self.config.compile,
         )
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
         search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name, on_check=on_check)

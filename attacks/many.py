@@ -38,7 +38,9 @@ from gradleak.threat import Reconstruction, ServerView
 
 @dataclass(frozen=True)
 class ManySettings:
-    slots: int = 64  # problems stepped together in each worker
+    # problems stepped together in each worker; 0: 8 on the CPU, where 8 cost as little per problem as
+    # 24 (2.1 against 2.3 ms, compiled, one thread) and leave a shorter tail, 64 on CUDA
+    slots: int = 0
     workers: int = 1  # processes, one intra-op thread each
 
 
@@ -111,7 +113,7 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
         return torch.cat(parts).to(dtype)
 
     queue = list(range(len(views)))
-    width = min(slots, len(views))
+    width = min(slots or (64 if device.type == "cuda" else 8), len(views))
     problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
     history = config.history or default_history(device)
     starts_at = torch.stack([start_point(0) for _ in range(width)])

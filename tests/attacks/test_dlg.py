@@ -51,6 +51,8 @@ def test_compiled_loss_equals_the_eager_one_and_solves_a_face(make_round):
 def test_compile_refuses_what_it_cannot_evaluate(make_round):
     with pytest.raises(GradleakError, match="plain L2 loss only, not a TV prior"):
         GradientMatching(make_round(dataset="faces", index=0).view, tv=1e-4, compile=True)
+    with pytest.raises(GradleakError, match="not a TV prior"):
+        build_attack("dlg:tv=1e-4,compile=true").reconstruct(make_round(dataset="faces", index=0).view)
     fedavg = make_round(dataset="faces", index=0, algorithm="fedavg", local_steps=2)
     with pytest.raises(GradleakError, match="FedSGD gradients only"):
         build_attack("dlg:compile=true").reconstruct(fedavg.view)
