@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", choices=("joint", "auto", "idlg", "yin", "counts", "known"),
                         help="how the attack gets labels (default: the attack's own)")
     parser.add_argument("--iterations", type=int, help="the attack's iteration budget")
-    parser.add_argument("--seed", type=int, default=0, help="the attack's random seed (default 0)")
+    parser.add_argument("--seed", type=int, help="the attack's random seed (default: the spec's, else 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--out", default="gradleak-out", help="folder for the PNG (default gradleak-out)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -91,15 +91,18 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def attack_from(args: argparse.Namespace):
-    name = parse_spec(args.attack).name
-    fields = config_fields(ATTACKS.get(name).Config)
-    overrides = {"seed": args.seed} if "seed" in fields else {}
-    for key in ("iterations", "labels"):
+    spec = parse_spec(args.attack)
+    fields = config_fields(ATTACKS.get(spec.name).Config)
+    overrides = {}
+    for key in ("iterations", "labels", "seed"):
         value = getattr(args, key)
         if value is None:
             continue
         if key not in fields:
-            raise GradleakError(f"attack {name!r} has no {key} setting; leave out --{key}")
+            raise GradleakError(f"attack {spec.name!r} has no {key} setting; leave out --{key}")
+        # a flag silently winning over the spec would run another attack than the one written
+        if key in spec.params and str(spec.params[key]) != str(value):
+            raise GradleakError(f"--{key} {value} contradicts {key}={spec.params[key]} in --attack; give it once")
         overrides[key] = value
     return build_attack(args.attack, **overrides)
 
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     scores = score(reconstruction, round_.truth)
     source = "images" if args.image else f"{args.dataset}-{args.index}"
-    png = Path(args.out) / f"{attack.name}-{source}-b{len(round_.truth.labels)}-s{args.seed}.png"
+    seed = getattr(attack.config, "seed", 0)
+    png = Path(args.out) / f"{attack.name}-{source}-b{len(round_.truth.labels)}-s{seed}.png"
     save_comparison(png, round_.truth, reconstruction, scores)
     result = {
         "attack": args.attack,

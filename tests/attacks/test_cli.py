@@ -44,6 +44,18 @@ def test_defenses_plug_in_and_show_in_the_result(capsys, tmp_path):
     assert json.loads(out)["defenses"] == ["prune:ratio=0.5"]
 
 
+def test_a_seed_in_the_spec_is_not_overridden(capsys, tmp_path):
+    """``ig:seed=1`` once ran with seed 0 (the flag's default won); now the spec and ``--seed 1`` agree."""
+    psnrs = []
+    for argv in (["--attack", "ig:iterations=3,seed=1"], ["--attack", "ig:iterations=3", "--seed", "1"],
+                 ["--attack", "ig:iterations=3"]):
+        code, out, _ = _attack(capsys, *argv, "--dataset", "faces", "--out", str(tmp_path), "--json")
+        assert code == 0
+        psnrs.append(json.loads(out)["psnr"])
+    assert psnrs[0] == psnrs[1] != psnrs[2]
+    assert (tmp_path / "ig-faces-0-b1-s1.png").exists()
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -52,6 +64,7 @@ def test_defenses_plug_in_and_show_in_the_result(capsys, tmp_path):
         (["--attack", "dlg", "--image", "missing.png"], "does not exist"),
         (["--attack", "dlg", "--label", "3"], "--label gives the labels of --image"),
         (["--attack", "dlg", "--device", "cuda:7"], "cuda"),
+        (["--attack", "ig:seed=1", "--seed", "2"], "--seed 2 contradicts seed=1"),
     ],
 )
 def test_mistakes_are_one_line_errors(capsys, argv, message):
