@@ -19,7 +19,11 @@ a class present in the batch pulls its row negative.
 - ``known``: the view's ``known_labels``, side information some experiments grant.
 
 A FedAvg weight delta is ``-eta`` times a sum of gradients, so it is read with its sign
-flipped and divided by ``eta`` times the local steps.
+flipped and divided by ``eta`` times the local steps. Its E steps were taken at moving
+weights, so ``counts`` takes ``p̄`` and ``s̄`` as the mean over the E steps, each probed on the
+straight line from the start to the end weights (``W_0 + (t/E) Δ``, t = 0..E-1), after
+Dimitrov et al., "Data Leakage in Federated Averaging", TMLR 2022, who estimate the FedSGD
+label statistics at every FedAvg step on such interpolated weights.
 """
 
 from __future__ import annotations
@@ -125,17 +129,26 @@ def known_labels(view: ServerView) -> torch.Tensor:
 
 @torch.no_grad()
 def _probe(view: ServerView, layer: nn.Linear) -> tuple[torch.Tensor, float]:
-    """Mean softmax and mean activation sum feeding ``layer``, on random inputs in the valid pixel box."""
+    """Mean softmax and mean activation sum feeding ``layer``, on random inputs in the valid pixel box.
+
+    For a FedAvg delta, averaged over the weights of its local steps (see the module docstring).
+    """
     position = list(view.model.modules()).index(layer)
-    model = copy.deepcopy(view.model).train(view.model_mode == "train")  # BN statistics move in train mode
     features: list[torch.Tensor] = []
-    hook = list(model.modules())[position].register_forward_hook(lambda m, args, out: features.append(args[0]))
     device = layer.weight.device
     generator = torch.Generator(device=device).manual_seed(0)
-    pixels = torch.rand((PROBES, *view.input_shape), generator=generator, device=device)
-    logits = model(view.normalization.normalize(pixels))
-    hook.remove()
-    return logits.softmax(dim=1).mean(0), float(features[0].sum(dim=1).mean())
+    inputs = view.normalization.normalize(torch.rand((PROBES, *view.input_shape), generator=generator, device=device))
+    steps = 1 if view.kind == "gradient" else view.local.local_steps
+    softmax = []
+    for step in range(steps):
+        model = copy.deepcopy(view.model).train(view.model_mode == "train")  # BN statistics move in train mode
+        for param, delta in zip((p for p in model.parameters() if p.requires_grad), view.update):
+            if view.kind == "delta":
+                param.add_(delta, alpha=step / steps)
+        hook = list(model.modules())[position].register_forward_hook(lambda m, args, out: features.append(args[0]))
+        softmax.append(model(inputs).softmax(dim=1).mean(0))
+        hook.remove()
+    return torch.stack(softmax).mean(0), float(torch.stack([f.sum(dim=1).mean() for f in features]).mean())
 
 
 def recover_labels(view: ServerView, strategy: str) -> torch.Tensor:
