@@ -134,20 +134,21 @@ def _probe(view: ServerView, layer: nn.Linear) -> tuple[torch.Tensor, float]:
     For a FedAvg delta, averaged over the weights of its local steps (see the module docstring).
     """
     position = list(view.model.modules()).index(layer)
+    model = copy.deepcopy(view.model).train(view.model_mode == "train")  # BN statistics move in train mode
+    trainable = [p for p in model.parameters() if p.requires_grad]
     features: list[torch.Tensor] = []
+    hook = list(model.modules())[position].register_forward_hook(lambda m, args, out: features.append(args[0]))
     device = layer.weight.device
     generator = torch.Generator(device=device).manual_seed(0)
     inputs = view.normalization.normalize(torch.rand((PROBES, *view.input_shape), generator=generator, device=device))
-    steps = 1 if view.kind == "gradient" else view.local.local_steps
+    steps = view.local.local_steps if view.kind == "delta" else 1
     softmax = []
     for step in range(steps):
-        model = copy.deepcopy(view.model).train(view.model_mode == "train")  # BN statistics move in train mode
-        for param, delta in zip((p for p in model.parameters() if p.requires_grad), view.update):
-            if view.kind == "delta":
-                param.add_(delta, alpha=step / steps)
-        hook = list(model.modules())[position].register_forward_hook(lambda m, args, out: features.append(args[0]))
+        if step:  # on to the next step's weights, W_0 + (step/E) delta
+            for param, delta in zip(trainable, view.update):
+                param.add_(delta, alpha=1 / steps)
         softmax.append(model(inputs).softmax(dim=1).mean(0))
-        hook.remove()
+    hook.remove()
     return torch.stack(softmax).mean(0), float(torch.stack([f.sum(dim=1).mean() for f in features]).mean())
 
 

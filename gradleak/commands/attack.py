@@ -101,7 +101,7 @@ def attack_from(args: argparse.Namespace):
         if key not in fields:
             raise GradleakError(f"attack {spec.name!r} has no {key} setting; leave out --{key}")
         # a flag silently winning over the spec would run another attack than the one written
-        if key in spec.params and str(spec.params[key]) != str(value):
+        if key in spec.params and spec.params[key] != str(value):
             raise GradleakError(f"--{key} {value} contradicts {key}={spec.params[key]} in --attack; give it once")
         overrides[key] = value
     return build_attack(args.attack, **overrides)
