@@ -374,17 +374,19 @@ def lbfgs_search(
     generator: torch.Generator,
     desc: str = "L-BFGS",
     on_check: Callable[[int, torch.Tensor], None] | None = None,
+    first: torch.Tensor | None = None,
 ) -> Search:
     """Minimise the matching loss with L-BFGS from fresh starts until one solves the problem.
 
     ``on_check(evaluations, images)`` sees the current normalised images at every check (every
     ``CHECK_EVERY`` evaluations), for live displays and for benchmarks that watch the truth.
+    ``first`` (flat unknowns) replaces the first random start, e.g. an analytic reconstruction.
     """
     started = time.perf_counter()
     search: Search | None = None
     history: list[dict[str, float]] = []
     total = 0
-    z0 = problem.random_point(generator, settings.init_scale)
+    z0 = problem.random_point(generator, settings.init_scale) if first is None else first
     with fastest_settings(problem, z0), progress(total=settings.iterations * settings.restarts, desc=desc) as bar:
         for start in range(settings.restarts):
             # Odd starts draw from DLG's own N(0, 1): a case that defeats starts near the mean

@@ -1,4 +1,4 @@
-"""How much faster gradleak's DLG is than the original recipe, measured side by side.
+"""How much faster gradleak's DLG (or, with ``--attack rgap``, its R-GAP) is than the original recipe, side by side.
 
 The reference is the DLG loop as Zhu et al. published it, written plainly below:
 ``torch.optim.LBFGS(lr=1)`` with its defaults (20 inner iterations, history 100), 300 steps,
@@ -22,6 +22,7 @@ gradleak: its ``init_scale``), with the same intra-op thread count.
     python benchmarks/attack_speed.py --skip-single --many 48 --reference-images 16 --compile  # part 2 as recorded
     python benchmarks/attack_speed.py --quick          # photos 0-1, seed 0, 4 images
     python benchmarks/attack_speed.py --compile        # gradleak with compile=true (both parts)
+    python benchmarks/attack_speed.py --attack rgap --many 0   # part 1 with R-GAP's analytic start
 
 With ``--compile`` the compilation is timed too: torch's on-disk cache is pointed at a fresh
 temporary folder, so the first problem (and each worker of part 2) compiles from scratch.
@@ -97,8 +98,8 @@ def reference_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, steps:
     return {"seconds": seconds, "evaluations": evaluations, "psnr": quality, "reached": quality >= TARGET_DB}
 
 
-def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, compile: bool) -> dict:
-    """gradleak's DLG, timed to its own stop, and also (watched like the reference) to 40 dB."""
+def gradleak_attack(view: ServerView, truth_image: torch.Tensor, seed: int, attack: str, compile: bool) -> dict:
+    """gradleak's ``attack`` (dlg or rgap), timed to its own stop, and also (watched like the reference) to 40 dB."""
     watching = {"seconds": 0.0, "reached_at": None}
 
     def watch(evaluations: int, images: torch.Tensor) -> None:
@@ -108,7 +109,7 @@ def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, compile
         watching["seconds"] += time.perf_counter() - start
 
     began = time.perf_counter()
-    reconstruction = build_attack("dlg", seed=seed, compile=compile).reconstruct(view, on_check=watch)
+    reconstruction = build_attack(attack, seed=seed, compile=compile).reconstruct(view, on_check=watch)
     seconds = time.perf_counter() - began - watching["seconds"]
     quality = psnr(reconstruction.images[0], truth_image)
     return {
@@ -122,14 +123,14 @@ def gradleak_dlg(view: ServerView, truth_image: torch.Tensor, seed: int, compile
     }
 
 
-def single(dataset, indices, seeds, compile: bool) -> dict:
+def single(dataset, indices, seeds, attack: str, compile: bool) -> dict:
     cases = []
     for seed in seeds:
         for index in indices:
             round_ = make_round(dataset, index, seed)
             truth = round_.truth.images[0]
             reference = reference_dlg(round_.view, truth, seed)
-            ours = gradleak_dlg(round_.view, truth, seed, compile)
+            ours = gradleak_attack(round_.view, truth, seed, attack, compile)
             cases.append({"index": index, "seed": seed, "reference": reference, "gradleak": ours})
             print(
                 f"{dataset.name}[{index}] seed {seed}: reference {reference['seconds']:.1f} s "
@@ -216,6 +217,7 @@ def main() -> None:
     parser.add_argument("--reference-images", type=int, default=4, help="of those, how many the reference runs")
     parser.add_argument("--workers", type=int, default=2, help="processes for the many-problem mode")
     parser.add_argument("--slots", type=int, default=8, help="problems in flight per worker (default 8)")
+    parser.add_argument("--attack", default="dlg", choices=["dlg", "rgap"], help="gradleak's attack in part 1 (default dlg)")
     parser.add_argument("--quick", action="store_true", help="photos 0-1, seed 0, 4 images")
     parser.add_argument("--skip-single", action="store_true")
     parser.add_argument("--compile", action="store_true", help="gradleak with compile=true, compilation timed")
@@ -243,11 +245,11 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "torch": torch.__version__,
         "dataset": args.dataset,
-        "gradleak": "dlg:compile=true" if args.compile else "dlg",
+        "gradleak": f"{args.attack}:compile=true" if args.compile else args.attack,
         "compile_cache": "warm" if args.warm_cache else "cold" if args.compile else None,
     }
     if not args.skip_single:
-        result["single"] = single(dataset, args.indices, args.seeds, args.compile)
+        result["single"] = single(dataset, args.indices, args.seeds, args.attack, args.compile)
         for name, label in (("own_stop", "gradleak to its own stop"), ("watched", "both watched to 40 dB")):
             r = result["single"][name]
             print(

@@ -12,9 +12,10 @@ from gradleak.scenario import Scenario, build_round
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-def test_idlg_reaches_40_db_on_cuda():
+@pytest.mark.parametrize("attack", ["idlg", "rgap"])
+def test_single_image_attacks_reach_40_db_on_cuda(attack):
     round_ = build_round(Scenario(dataset="faces", index=3, model_seed=1), device="cuda")
-    reconstruction = build_attack("idlg").reconstruct(round_.view)
+    reconstruction = build_attack(attack).reconstruct(round_.view)
     assert reconstruction.images.device.type == "cpu"
     scores = score(reconstruction, round_.truth)
     assert scores.mean_psnr >= 40 and scores.label_accuracy == 1.0
