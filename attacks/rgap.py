@@ -227,14 +227,21 @@ def analytic_inversion(view: ServerView) -> tuple[torch.Tensor, list[dict]]:
     a = (g @ gradients[f"{top.name}.weight"]) / (g @ g)
     u = g @ top.module.weight.detach().cpu().double()
     solves = []
-    for layer in reversed(layers[:-1]):
-        inverse, derivative = INVERSES[type(layer.activation)](layer.activation)
-        a = a.view(layer.out_shape)
-        z, delta = inverse(a), u.view(layer.out_shape) * derivative(a)
-        equations = EQUATIONS[type(layer.module)](layer, delta)
-        a, info = _solve_input(layer, z, derivative(a), equations, gradients[f"{layer.name}.weight"])
-        solves.append({"layer": layer.name, **info})
-        u = equations.forward_t(delta)
+    threads = torch.get_num_threads()
+    # An LSMR step is a few convolutions of one small image: a second intra-op thread only adds
+    # synchronisation (on this 2-core VM under load, 44 s for photos[5] with two, 6 s with one).
+    torch.set_num_threads(1)
+    try:
+        for layer in reversed(layers[:-1]):
+            inverse, derivative = INVERSES[type(layer.activation)](layer.activation)
+            a = a.view(layer.out_shape)
+            z, delta = inverse(a), u.view(layer.out_shape) * derivative(a)
+            equations = EQUATIONS[type(layer.module)](layer, delta)
+            a, info = _solve_input(layer, z, derivative(a), equations, gradients[f"{layer.name}.weight"])
+            solves.append({"layer": layer.name, **info})
+            u = equations.forward_t(delta)
+    finally:
+        torch.set_num_threads(threads)
     return a.view(1, *view.input_shape), solves
 
 
