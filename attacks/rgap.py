@@ -234,7 +234,7 @@ def analytic_inversion(view: ServerView) -> tuple[torch.Tensor, list[dict]]:
     solves = []
     threads = torch.get_num_threads()
     # An LSMR step is a few convolutions of one small image: a second intra-op thread only adds
-    # synchronisation (on this 2-core VM under load, 44 s for photos[5] with two, 6 s with one).
+    # synchronisation (photos[5] on this 2-core VM under load: 41-44 s with two threads, 11 s with one).
     torch.set_num_threads(1)
     try:
         for layer in reversed(layers[:-1]):
