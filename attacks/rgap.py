@@ -240,9 +240,10 @@ def analytic_inversion(view: ServerView) -> tuple[torch.Tensor, list[dict]]:
         for layer in reversed(layers[:-1]):
             inverse, derivative = INVERSES[type(layer.activation)](layer.activation)
             a = a.view(layer.out_shape)
-            z, delta = inverse(a), u.view(layer.out_shape) * derivative(a)
+            slope = derivative(a)
+            z, delta = inverse(a), u.view(layer.out_shape) * slope
             equations = EQUATIONS[type(layer.module)](layer, delta)
-            a, info = _solve_input(layer, z, derivative(a), equations, gradients[f"{layer.name}.weight"])
+            a, info = _solve_input(layer, z, slope, equations, gradients[f"{layer.name}.weight"])
             solves.append({"layer": layer.name, **info})
             u = equations.forward_t(delta)
     finally:

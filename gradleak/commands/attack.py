@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "attack",
         help="reconstruct a client's data from its update and score it",
-        description="Run one attack (dlg, idlg, ig, gradinversion, fedavg, rgap; options as "
+        description=f"Run one attack ({', '.join(ATTACKS.names())}; options as "
         "NAME:key=value,...) on the update of one client and compare with its true data.",
     )
     parser.add_argument("--attack", default="dlg", metavar="SPEC", help="attack spec (default dlg)")
