@@ -1,6 +1,10 @@
 """Inverting Gradients, FedAvg inversion and GradInversion: short budgets, real outcomes."""
 
+import pytest
+import torch
+
 from gradleak.attacks import build_attack
+from gradleak.errors import GradleakError
 from gradleak.eval.metrics import score
 
 
@@ -29,3 +33,15 @@ def test_gradinversion_uses_the_batchnorm_prior_on_a_batch(make_round):
     assert reconstruction.images.shape == round_.truth.images.shape
     assert reconstruction.info["bn_prior"] and reconstruction.info["starts"] == 2
     assert sorted(reconstruction.labels.tolist()) == sorted(round_.truth.labels.tolist())
+
+
+def test_combining_the_starts_by_their_mean(make_round):
+    round_ = make_round(dataset="photos", model="convnet:width=4", model_mode="eval")
+    best = build_attack("ig:iterations=20,restarts=3").reconstruct(round_.view)
+    mean = build_attack("ig:iterations=20,restarts=3,combine=mean").reconstruct(round_.view)
+    assert best.info["best_start"] in (0, 1, 2) and mean.info["best_start"] == -1
+    # The same three starts, so the mean differs from the chosen one but stays in the valid range.
+    assert not torch.equal(mean.images, best.images)
+    assert 0 <= float(mean.images.min()) and float(mean.images.max()) <= 1
+    with pytest.raises(GradleakError, match="choose one of: best, mean"):
+        build_attack("ig:iterations=20,combine=median").reconstruct(round_.view)
