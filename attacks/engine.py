@@ -487,7 +487,7 @@ def _pixelwise_mean(finals: torch.Tensor, losses: list[float]) -> tuple[torch.Te
 
     Where the starts end in different near-solutions, their errors partly cancel: on the
     untrained ConvNet's photo the mean of 8 IG starts reaches 15.4-15.6 dB over three seeds,
-    0.3-0.7 dB above the lowest-loss start and 0.8-0.9 dB above the starts' average PSNR,
+    0.3-0.8 dB above the lowest-loss start and 0.8-0.9 dB above the starts' average PSNR,
     while its own objective is not the lowest (docs/benchmarks.md).
     """
     return finals.mean(0), -1
@@ -542,9 +542,9 @@ def _adam(
             history.append({"iteration": iteration, "loss": float(losses.detach().min())})
     # The loss above was taken before the last step; score every start where it ended.
     finals = x.detach()
-    scores = [float(problem.evaluate(finals[r]).loss.detach()) for r in range(len(finals))]
-    images, start = combine(finals, scores)
-    end = problem.evaluate(images)
+    ends = [problem.evaluate(finals[r]) for r in range(len(finals))]
+    images, start = combine(finals, [float(e.loss.detach()) for e in ends])
+    end = ends[start] if start >= 0 else problem.evaluate(images)  # a mean is none of the starts
     candidate = Candidate(images, None, float(end.loss.detach()), float(end.relative.max()), settings.iterations, start)
     return Search(
         best=candidate,
