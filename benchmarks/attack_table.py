@@ -62,7 +62,9 @@ def run(job: dict, device: str) -> dict:
     start = time.perf_counter()
     reconstruction = build_attack(ATTACKS[job["attack"]].format(n=job["budget"])).reconstruct(round_.view)
     scores = score(reconstruction, round_.truth)
+    # DLG's L-BFGS abandons a start that stops moving, so its budget is a ceiling: record what it used.
     return {**job, "psnr": scores.mean_psnr, "ssim": scores.mean_ssim, "seconds": time.perf_counter() - start,
+            "evaluations": reconstruction.info.get("evaluations"), "outcome": reconstruction.info.get("outcome"),
             "device": device}
 
 
