@@ -65,6 +65,9 @@ class DLG(Attack):
         # Not in DLG: a total-variation prior (its weight, on the same TV as IG's `tv`) for
         # batches whose gradient does not single out one set of images (docs/benchmarks.md).
         tv: float = 0.0
+        # Not in DLG, which runs its 300 steps: a start that stops making progress is given up for
+        # a fresh one (engine.LBFGSSettings.stalled). False spends each start's whole budget.
+        abandon_stalled: bool = True
         seed: int = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:
@@ -73,7 +76,7 @@ class DLG(Attack):
         return LBFGSSettings(
             c.iterations, c.restarts, c.history or default_history(problem.device), c.lr, c.tolerance, c.init_scale,
             max_step=c.max_step or None, stall_window=LBFGSSettings.stall_window * problem.batch,
-            storage=search_dtype(c.history_precision),
+            storage=search_dtype(c.history_precision), abandon=c.abandon_stalled,
         )
 
     def reconstruct(

@@ -347,9 +347,14 @@ class LBFGSSettings:
     # A start that stops moving with every layer below this has reached what the search's precision
     # allows (one face sat at 1.1e-7, just above the tolerance, at 62 dB): a restart cannot do better.
     floor: float = 1e-6
+    # False runs every start to its budget whatever its progress, as DLG's 300 steps do: for
+    # comparisons at a fixed budget, where a start given up at ~650 evaluations is not DLG at 10,000.
+    abandon: bool = True
 
     def stalled(self, losses: Sequence[float], score: float) -> bool:
         """Whether to abandon a start with these losses (one per check, the last is now) and best score."""
+        if not self.abandon:
+            return False
         frozen = max(1, self.frozen_window // CHECK_EVERY)
         if len(losses) > frozen and max(losses[-1 - frozen :]) <= (1 + self.frozen_band) * min(losses[-1 - frozen :]):
             return True

@@ -103,7 +103,7 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
         len(views), 1, dtype=torch.long, device=device
     )
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    stall = LBFGSSettings()
+    stall = LBFGSSettings(abandon=config.abandon_stalled)
 
     def start_point(start: int) -> torch.Tensor:
         scale = config.init_scale if start % 2 == 0 else 1.0  # as the single-problem search: odd starts N(0, 1)

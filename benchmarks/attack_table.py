@@ -31,7 +31,7 @@ ATTACKS = {  # IG with the paper's CIFAR-10 settings, and with a TV weight and s
     "IG": "ig:iterations={n}",
     "IG tv=1e-2 lr=0.3": "ig:iterations={n},tv=1e-2,lr=0.3",
     "IG L2": "ig:iterations={n},objective=l2",  # the paper's comparison: same optimiser and prior, L2 objective
-    "DLG": "dlg:iterations={n},restarts=1",
+    "DLG": "dlg:iterations={n},restarts=1,abandon_stalled=false",  # one start, spending the whole budget
 }
 
 

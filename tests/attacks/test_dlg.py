@@ -70,3 +70,13 @@ def test_functional_loss_runs_the_model_in_the_clients_mode(make_round):
     loss, squared, grad = functional(z[None], target, torch.zeros(1, 1, dtype=torch.long))
     assert float(loss[0]) == pytest.approx(float(expected.loss.detach()), rel=1e-10)
     torch.testing.assert_close(grad[0], expected_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_a_start_that_stops_moving_is_given_up_unless_told_to_spend_its_budget(make_round):
+    # A start 10,000 standard deviations out saturates LeNet-Zhu's sigmoids: the loss does not move.
+    view = make_round(dataset="photos", index=0).view
+    spec = "dlg:iterations=400,restarts=1,init_scale=1e4"
+    given_up = build_attack(spec).reconstruct(view)
+    kept = build_attack(spec + ",abandon_stalled=false").reconstruct(view)
+    assert given_up.info["outcome"] == "stalled" and given_up.info["evaluations"] < 400
+    assert kept.info["outcome"] == "budget" and kept.info["evaluations"] == 400
