@@ -2,8 +2,8 @@
 
 For each model (LeNet-Zhu; the IG ConvNet untrained and after training on the embedded data;
 ResNet-18), image and budget (500 / 2,000 / 10,000 iterations), runs IG (cosine + TV, signed
-Adam, boxed) and DLG (L2, L-BFGS, one start: the budget is its number of evaluations) and
-records PSNR and SSIM. Runs go to ``--workers`` processes (on one GPU they share it), the
+Adam, boxed) and DLG (L2, L-BFGS, one start that spends its whole budget of evaluations) and
+records PSNR and SSIM. A DLG run also reports the smaller budgets, read off its checks. Runs go to ``--workers`` processes (on one GPU they share it), the
 2,000-iteration budget first; past ``--deadline`` seconds no new run starts.
 
     python benchmarks/attack_table.py --device cuda --workers 8 --out table.json
@@ -70,7 +70,7 @@ def run(job: dict, device: str) -> dict:
             "device": device, "smaller_budgets": _smaller_budgets(reconstruction, seen, round_, job["budget"])}
 
 
-def _smaller_budgets(reconstruction, seen: list, round_, budget: int) -> dict[int, dict]:
+def _smaller_budgets(reconstruction, seen: list, round_, budget: int) -> dict[str, dict]:
     """DLG at each smaller budget, read off the one run's checks.
 
     One start that spends its whole budget (``abandon_stalled=false``) is deterministic, so its
@@ -88,7 +88,7 @@ def _smaller_budgets(reconstruction, seen: list, round_, budget: int) -> dict[in
         best = min(checks)[1]
         images = round_.view.normalization.denormalize(seen[best]).float()
         scores = score(Reconstruction(images=images, labels=None), round_.truth)
-        found[smaller] = {"psnr": scores.mean_psnr, "ssim": scores.mean_ssim}
+        found[str(smaller)] = {"psnr": scores.mean_psnr, "ssim": scores.mean_ssim}  # str: as JSON stores it
     return found
 
 
@@ -126,7 +126,7 @@ def markdown(results: list[dict]) -> str:
 
 
 def _read_off(row: dict, attack: str, budget: int) -> dict | None:
-    """A cell not run on its own, read off a longer run of the same attack (JSON turns its keys to strings)."""
+    """A cell not run on its own, read off a longer run of the same attack."""
     for (other, _), r in sorted(row.items(), key=lambda item: item[0][1]):
         if other == attack and str(budget) in r.get("smaller_budgets", {}):
             return r["smaller_budgets"][str(budget)]
