@@ -9,20 +9,23 @@ from gradleak.eval.metrics import score
 
 
 def test_inverting_gradients_on_a_face(make_round):
+    # The backend the engine's timing picks moves signed Adam's path: 36.0 dB with ATen's
+    # convolutions, 37.1 with oneDNN's (at 300 iterations 30.0 and 32.0, too close to the bar).
     round_ = make_round(dataset="faces", index=0)
-    reconstruction = build_attack("ig:iterations=300").reconstruct(round_.view)
+    reconstruction = build_attack("ig:iterations=500").reconstruct(round_.view)
     scores = score(reconstruction, round_.truth)
     assert scores.mean_psnr >= 30 and scores.label_accuracy == 1.0
 
 
 def test_unrolling_fedavg_beats_treating_the_delta_as_a_gradient(make_round):
-    """Two faces, five steps on mini-batches of one (faces 0, 1, 0, 1, 0): 22.6 against 15.2 dB at
-    300 iterations when measured. With one image the two are within a dB of each other and the
-    sign of the difference changes with the convolution backend the timing picks."""
+    """Two faces, five steps on mini-batches of one (faces 0, 1, 0, 1, 0): 23.4 against 17.1 dB at
+    500 iterations with ATen's convolutions, 24.5 against 16.5-16.8 with oneDNN's (the timing
+    picks the backend; at 300 iterations the unrolled attack reached only 20.9 with ATen). With one
+    image the two are within a dB of each other and the sign of the difference changes with the backend."""
     round_ = make_round(dataset="faces", batch_size=2, algorithm="fedavg", local_steps=5, learning_rate=0.1,
                         local_batch_size=1, known_labels=True)
-    unrolled = score(build_attack("fedavg:iterations=300,labels=known").reconstruct(round_.view), round_.truth)
-    naive = score(build_attack("fedavg:iterations=300,labels=known,unroll=false").reconstruct(round_.view), round_.truth)
+    unrolled = score(build_attack("fedavg:iterations=500,labels=known").reconstruct(round_.view), round_.truth)
+    naive = score(build_attack("fedavg:iterations=500,labels=known,unroll=false").reconstruct(round_.view), round_.truth)
     assert unrolled.mean_psnr >= naive.mean_psnr + 4
     assert unrolled.mean_psnr >= 20
 
