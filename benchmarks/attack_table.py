@@ -3,8 +3,9 @@
 For each model (LeNet-Zhu; the IG ConvNet untrained and after training on the embedded data;
 ResNet-18), image and budget (500 / 2,000 / 10,000 iterations), runs IG (cosine + TV, signed
 Adam, boxed) and DLG (L2, L-BFGS, one start that spends its whole budget of evaluations) and
-records PSNR and SSIM. A DLG run also reports the smaller budgets, read off its checks. Runs go to ``--workers`` processes (on one GPU they share it), the
-2,000-iteration budget first; past ``--deadline`` seconds no new run starts.
+records PSNR and SSIM. A DLG run also reports the smaller budgets, read off its checks. Runs go
+to ``--workers`` processes (on one GPU they share it), the 2,000-iteration budget first; past
+``--deadline`` seconds no new run starts.
 
     python benchmarks/attack_table.py --device cuda --workers 8 --out table.json
     python benchmarks/attack_table.py --markdown table.json      # the docs table from a result file

@@ -80,3 +80,18 @@ def test_a_start_that_stops_moving_is_given_up_unless_told_to_spend_its_budget(m
     kept = build_attack(spec + ",abandon_stalled=false").reconstruct(view)
     assert given_up.info["outcome"] == "stalled" and given_up.info["evaluations"] < 400
     assert kept.info["outcome"] == "budget" and kept.info["evaluations"] == 400
+
+
+def test_a_start_that_spends_its_budget_passes_through_the_shorter_runs(make_round):
+    """benchmarks/attack_table.py reads DLG at 500 and 2,000 evaluations off one 10,000 run: the
+    best check of its first n evaluations must be what ``iterations=n`` returns."""
+    round_ = make_round(dataset="photos", index=0)
+    spec = "dlg:restarts=1,abandon_stalled=false,iterations="
+    seen: dict[int, torch.Tensor] = {}
+    longer = build_attack(spec + "300").reconstruct(round_.view, on_check=lambda n, images: seen.update({n: images}))
+    shorter = build_attack(spec + "100").reconstruct(round_.view)
+    assert longer.info["evaluations"] == 300 and shorter.info["evaluations"] == 100
+    best = min((h["score"], h["iteration"]) for h in longer.history if h["iteration"] <= 100)[1]
+    read_off = round_.view.normalization.denormalize(seen[best]).clamp(0, 1)
+    torch.testing.assert_close(read_off.to(shorter.images.dtype), shorter.images, rtol=0, atol=1e-12)
+    assert score(shorter, round_.truth).mean_psnr < score(longer, round_.truth).mean_psnr
