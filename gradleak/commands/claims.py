@@ -1,4 +1,4 @@
-"""``gradleak claims``: measure the seed's claims and write docs/claims.md."""
+"""``gradleak claims``: measure the founding claims and write their page (docs/claims.md with --out)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finished ones are kept in --results and reused) and writes the page with verdicts "
         "computed from the numbers. The full set takes about 50 minutes of compute (half that with --workers 2 on 2 free cores).",
     )
-    parser.add_argument("--out", default="docs/claims.md", help="the page to write (default docs/claims.md)")
+    # Never docs/ by default: a trial run in a checkout must not overwrite the published page.
+    parser.add_argument("--out", default="gradleak-out/claims.md",
+                        help="the page to write (default gradleak-out/claims.md; the docs' page: --out docs/claims.md)")
     parser.add_argument("--results", default="gradleak-out/claims", help="folder for the measurements")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to try the command (not for the docs)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes for the trainings")
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = QUICK if args.quick else FULL
     measurements = measure_claims(plan, args.results, args.workers, args.device)
-    command = "gradleak claims" + (" --quick" if args.quick else "")
+    command = "gradleak claims" + (" --quick" if args.quick else "") + f" --out {args.out}"
     page = claims_page(plan, measurements, command)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

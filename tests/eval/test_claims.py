@@ -57,3 +57,22 @@ def test_participation_verdict_and_the_page():
     assert participation_claim(PLAN, far).verdict == "refuted"
     page = claims_page(PLAN, far, "gradleak claims --quick")
     assert page.count("\n## ") == 4 and "`gradleak claims --quick`" in page and "**refuted**" in page
+
+
+def test_a_trial_run_never_overwrites_the_published_page(tmp_path, monkeypatch):
+    """``gradleak claims --quick`` in a checkout writes under gradleak-out/, not over docs/claims.md."""
+    import argparse
+
+    from gradleak.commands import claims as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["claims", "--quick"])
+    assert not args.out.startswith("docs")
+    written = []
+    monkeypatch.setattr(command, "measure_claims", lambda *a: Measurements())
+    monkeypatch.setattr(command, "claims_page", lambda plan, m, cmd: written.append(cmd) or cmd)
+    monkeypatch.chdir(tmp_path)
+    command.run(args)
+    assert (tmp_path / args.out).read_text() == written[0] and f"--out {args.out}" in written[0]
+    assert not (tmp_path / "docs").exists()
