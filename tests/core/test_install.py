@@ -56,3 +56,23 @@ def test_user_error_is_one_line_on_stderr_with_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["gradleak: error: nothing to see: fix it like so"]
     assert "Traceback" not in result.stderr
+
+
+def test_every_python_folder_is_a_package_of_the_wheel():
+    """An editable install finds a subpackage that setup.cfg forgot; the wheel a user installs does not."""
+    import configparser
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    mapping = dict(
+        (name.strip(), folder.strip())
+        for name, folder in (line.split("=") for line in config["options"]["package_dir"].strip().splitlines())
+    )
+    listed = set(config["options"]["packages"].split())
+    assert listed == set(mapping), "packages and package_dir name different packages"
+    for name, folder in mapping.items():
+        for init in (root / folder).rglob("__init__.py"):
+            sub = init.parent.relative_to(root / folder).parts
+            assert ".".join((name, *sub)) in listed, f"{init.parent} holds Python code but is not packaged"
