@@ -66,7 +66,7 @@ def test_the_server_sees_clipped_but_unnoised_uploads(device):
 
 
 def test_client_level_epsilon_is_the_accountants():
-    defense = build_defense("dp-fedavg:noise_multiplier=1.1,sample_rate=0.01,steps=1000,delta=1e-6")
+    defense = build_defense("dp-fedavg:noise_multiplier=1.1,sample_rate=0.01,clients=10,steps=1000,delta=1e-6")
     assert defense.epsilon() == compute_epsilon(1.1, 0.01, 1000, 1e-6, "pld")
 
 

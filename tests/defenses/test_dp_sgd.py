@@ -125,7 +125,8 @@ def test_batchnorm_in_eval_mode_is_per_example():
 def test_without_clipping_or_noise_a_fedavg_round_is_the_plain_one(device):
     model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
     x, y = batch(8)
-    local = LocalTraining("fedavg", local_steps=4, learning_rate=0.1, batch_size=4)
+    # DP-SGD hands every step the whole local data (its lot is a Poisson sample of it; q = 1: all).
+    local = LocalTraining("fedavg", local_steps=4, learning_rate=0.1)
     plain = run_round(model, NORM, [Client(0, x, y)], 10, local=local)
     stack = build_stack(["dp-sgd:noise_multiplier=0,clip=1e6"])
     private = run_round(model, NORM, [Client(0, x, y)], 10, local=local, defenses=stack)
