@@ -60,8 +60,10 @@ def uniform(n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` float64 uniforms in (0, 1) on the generator's device."""
     if not is_private(generator):
         return torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device)
-    k = (generator.words(n) >> np.uint64(64 - MANTISSA_BITS)).astype(np.float64)
-    return torch.from_numpy((k + 0.5) * 2.0**-MANTISSA_BITS).to(generator.device)
+    u = (generator.words(n) >> np.uint64(64 - MANTISSA_BITS)).astype(np.float64)
+    u += 0.5
+    u *= 2.0**-MANTISSA_BITS
+    return torch.from_numpy(u).to(generator.device)
 
 
 def standard_normal(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -70,9 +72,11 @@ def standard_normal(n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device)
     half = (n + 1) // 2
     u = uniform(2 * half, generator)
-    radius = torch.sqrt(-2 * torch.log(u[:half]))
-    angle = 2 * math.pi * u[half:]
-    return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)])[:n]
+    radius, angle = u[:half].log_().mul_(-2).sqrt_(), u[half:].mul_(2 * math.pi)
+    z = torch.empty(2 * half, dtype=torch.float64, device=u.device)
+    torch.cos(angle, out=z[:half]).mul_(radius)
+    torch.sin(angle, out=z[half:]).mul_(radius)
+    return z[:n]
 
 
 def poisson_mask(n: int, rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -89,9 +93,9 @@ def gaussian(x: torch.Tensor, std: float, generator: torch.Generator) -> torch.T
     """``x`` (flat) plus N(0, std^2) on every entry, snapped to the grid ``Lambda Z`` in float64."""
     if std == 0:
         return x
-    grid = snap_step(std)
-    noised = x.double() + std * standard_normal(x.numel(), generator)
-    return (torch.round(noised / grid) * grid).to(x.dtype)
+    grid = snap_step(std)  # a power of two, so dividing by it is exact
+    noised = standard_normal(x.numel(), generator).mul_(std).add_(x)
+    return noised.div_(grid).round_().mul_(grid).to(x.dtype)
 
 
 class NumpyStream:
