@@ -58,7 +58,9 @@ def rounded_sensitivity(clip_units: float, dim: int, beta: float = BETA) -> floa
     return math.sqrt(min(high_probability, (a + math.sqrt(d)) ** 2))
 
 
-def conditional_round(x: np.ndarray, grid: FixedPoint, bound: float, rng: np.random.Generator | NumpyStream) -> np.ndarray:
+def conditional_round(
+    x: np.ndarray, grid: FixedPoint, bound: float, rng: np.random.Generator | NumpyStream
+) -> np.ndarray:
     """Stochastically round ``x`` (in the input's units) to ``grid``, redrawn until ``||q||_2 <= bound``."""
     for _ in range(MAX_ROUNDING_TRIES):
         q = grid.quantize(x, rng)

@@ -231,4 +231,5 @@ def run_round(
         known_labels=truth.labels.to(device) if known_labels else None,
         defenses=defenses.names(),
     )
-    return Round(view=view, truth=truth, released=released, noise_seeded=not noise.is_private(generator), cost=aggregation.cost)
+    seeded = not noise.is_private(generator)
+    return Round(view=view, truth=truth, released=released, noise_seeded=seeded, cost=aggregation.cost)

@@ -154,7 +154,8 @@ def test_a_step_clips_each_example_as_a_naive_loop_does():
     step = build_defense(f"dp-sgd:noise_multiplier=0,clip={clip}").step_gradient(
         model, params_of(model), x, y, noise_generator(0)
     )
-    for candidate in (torch.cat([summed[n].flatten() for n in names]), torch.cat([g.flatten() for g in step]) * size):
+    candidates = (torch.cat([summed[n].flatten() for n in names]), torch.cat([g.flatten() for g in step]) * size)
+    for candidate in candidates:
         # 1e-3 of the norm: far above float32 rounding and the 1e-5 clip margin, far below a wrong clip.
         assert torch.linalg.vector_norm(candidate.double() - naive_flat) < 1e-3 * torch.linalg.vector_norm(naive_flat)
 
