@@ -16,8 +16,9 @@ update on an integer grid (step ``gamma``) and adds integer noise there:
   ``tau = 10 sum_{k=1}^{m-1} exp(-2 pi^2 s^2 k / (k+1))``: the sum of the m clients' noise gives
   (1/2) eps^2-concentrated DP with ``eps^2 = Delta^2 / (m s^2) + tau d / 2``.
 
-The sampler uses floating-point acceptance probabilities from a seeded numpy generator: right in
-distribution for experiments, not hardened against timing side channels.
+The sampler's bits come from ``rng``: the CSPRNG stream of :func:`gradleak.defenses.noise.numpy_rng`
+in a private round, a seeded numpy generator in an experiment. Its acceptance probabilities are
+floating point: right in distribution, not hardened against timing side channels.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 
 import numpy as np
 
+from gradleak.defenses.noise import NumpyStream
 from gradleak.defenses.secagg.fixedpoint import FixedPoint
 from gradleak.errors import GradleakError
 
@@ -33,7 +35,7 @@ BETA = math.exp(-0.5)  # Kairouz et al. 2021, Sec. 5: the rounding bound's failu
 MAX_ROUNDING_TRIES = 1000  # each try meets the bound with probability >= 1 - beta ~ 0.39
 
 
-def sample(size: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+def sample(size: int, sigma: float, rng: np.random.Generator | NumpyStream) -> np.ndarray:
     """``size`` independent draws of the discrete Gaussian N_Z(0, sigma^2) as int64."""
     if sigma == 0:
         return np.zeros(size, dtype=np.int64)
@@ -56,7 +58,9 @@ def rounded_sensitivity(clip_units: float, dim: int, beta: float = BETA) -> floa
     return math.sqrt(min(high_probability, (a + math.sqrt(d)) ** 2))
 
 
-def conditional_round(x: np.ndarray, grid: FixedPoint, bound: float, rng: np.random.Generator) -> np.ndarray:
+def conditional_round(
+    x: np.ndarray, grid: FixedPoint, bound: float, rng: np.random.Generator | NumpyStream
+) -> np.ndarray:
     """Stochastically round ``x`` (in the input's units) to ``grid``, redrawn until ``||q||_2 <= bound``."""
     for _ in range(MAX_ROUNDING_TRIES):
         q = grid.quantize(x, rng)

@@ -21,7 +21,13 @@ Assumptions the guarantee rests on:
   clients surviving the sum carries ``k / (h n)`` of the target variance, so ``h`` must also
   cover the expected dropout rate;
 - continuous noise is an idealisation: secure aggregation sums integers modulo 2^b, and
-  rounding a noised float to the grid is post-processing of each upload, not of the sum.
+  rounding a noised float to the grid is post-processing of each upload, not of the sum;
+- the grid must hold the noise: a clipped update has every coordinate within ``C``, and its
+  noise exceeds ``k`` share standard deviations with probability ``2 Phi(-k)``; with
+  :data:`TAIL_PROBABILITY` = 1e-9 per coordinate, :attr:`DistributedDP.upload_range`
+  ``= C + k sigma C / sqrt(h n)`` (k = 6.1), and the round widens ``secagg``'s ``clip`` to it
+  (:func:`gradleak.federated.sized_aggregator`). A fixed range of 8 once clipped 69% of the
+  noised coordinates at a small epsilon, releasing a third of the noise the accountant assumed.
 
 ``discrete=true`` is Kairouz et al.'s mechanism itself (:mod:`~gradleak.defenses.discrete_gaussian`):
 each client puts its clipped update on secure aggregation's integer grid by conditional
@@ -44,8 +50,9 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import stats
 
-from gradleak.defenses import discrete_gaussian, register
+from gradleak.defenses import discrete_gaussian, noise, register
 from gradleak.defenses.accounting import DPSettings, compute_epsilon
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
@@ -56,6 +63,8 @@ from gradleak.errors import GradleakError
 # The discrete mechanism's zCDP parameter may exceed the Gaussian's 1 / (2 sigma^2) by this
 # fraction (tau's share); sigma is scaled by sqrt(1 + TAU_SLACK) to pay for it.
 TAU_SLACK = 1e-3
+# Per coordinate, the probability that a continuous noise share leaves the secure-aggregation range.
+TAIL_PROBABILITY = 1e-9
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class DistributedDP(Defense):
     # The server-stage hook only checks that enough clients took part; it adds nothing.
     stages: ClassVar[tuple[Stage, ...]] = ("client", "server")
     Config: ClassVar[type] = DistributedConfig
+    fixed_cohort: ClassVar[bool] = True  # the n noise shares must all be in the sum: no Poisson cohorts
 
     def __init__(self, config: DistributedConfig | None = None) -> None:
         super().__init__(config)
@@ -114,14 +124,22 @@ class DistributedDP(Defense):
         """The standard deviation of the noise one client adds, in the update's units (continuous)."""
         return self.sigma * self.config.clip / math.sqrt(self.config.noisy_clients)
 
+    @property
+    def upload_range(self) -> float | None:
+        """Continuous: the per-coordinate bound ``C + k share_std`` an upload exceeds with probability
+        at most :data:`TAIL_PROBABILITY`, which secure aggregation's range must hold. Discrete: None
+        (the upload is a point of the declared grid, checked against ``grid_range``)."""
+        if self.config.discrete:
+            return None
+        return self.config.clip + float(stats.norm.isf(TAIL_PROBABILITY / 2)) * self.share_std
+
     def on_upload(self, update: Update, context: ClientContext) -> Update:
         clipped = clip_update(update, self.config.clip)
         if not self.config.discrete:
             return add_noise(clipped, self.share_std, context.generator)
-        seed = int(torch.randint(0, 2**62, (1,), generator=context.generator, device=context.generator.device))
-        return unflatten(self.discrete_upload(flatten(clipped), np.random.default_rng(seed)), update)
+        return unflatten(self.discrete_upload(flatten(clipped), noise.numpy_rng(context.generator)), update)
 
-    def discrete_upload(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def discrete_upload(self, x: np.ndarray, rng: np.random.Generator | noise.NumpyStream) -> np.ndarray:
         """Conditional rounding to the grid plus N_Z(0, sigma^2 Delta^2 / (h n)), as grid points in x's units."""
         c = self.config
         grid = FixedPoint(c.grid_range, c.value_bits, c.bits)

@@ -4,11 +4,14 @@ Recurrent Language Models", ICLR 2018, Algorithm 1 with the flat clip).
 - On each client (stage ``client``): clip the whole update to L2 norm ``C``,
   ``Delta_k <- Delta_k * min(1, C / ||Delta_k||)``.
 - On the server (stage ``server``): add ``N(0, sigma^2 C^2 I)`` to the sum of the clipped
-  updates before releasing it. The aggregate here is a mean over the cohort of K clients, so the
-  noise added to it is ``N(0, (sigma C / K)^2 I)``.
+  updates and divide by the *expected* cohort size ``qN`` (``clients``), McMahan et al.'s fixed
+  denominator ``qW``: ``Delta~ = (sum_k Delta_k + N(0, sigma^2 C^2 I)) / (q N)``. Dividing by the
+  realised cohort K instead would scale the release by a data-dependent count and shrink its
+  noise in large rounds. With ``sample_rate = 1`` everyone takes part and K is the expected size.
 
 The guarantee is at the client level (adding or removing one client's whole data), accounted
-over the client sampling rate ``q`` (``sample_rate``) and the number of rounds (``steps``).
+over the Poisson client sampling rate ``q`` (``sample_rate``; cohorts must be drawn that way,
+e.g. by :func:`gradleak.federated.poisson_cohort`) and the number of rounds (``steps``).
 
 Sensitivity: one clipped update moves the sum by at most ``C``. The round's aggregate is the
 example-weighted mean, which equals sum / K only when clients hold equally many examples (as
@@ -23,6 +26,7 @@ distributed DP under secure aggregation (``dp-distributed``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -31,18 +35,34 @@ from gradleak.defenses import register
 from gradleak.defenses.accounting import DPSettings
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
+from gradleak.errors import GradleakError
+
+
+@dataclass(frozen=True)
+class DPFedAvgConfig(DPSettings):
+    clients: float | None = None  # qN, the expected cohort the noised sum is divided by; None: everyone (q = 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.clients is None and self.sample_rate < 1:
+            raise GradleakError(
+                f"dp-fedavg samples clients at rate {self.sample_rate}, so it needs clients= (the expected "
+                "cohort size q N, the population times the rate) to divide the noised sum by"
+            )
+        if self.clients is not None and not self.clients > 0:
+            raise GradleakError(f"clients (the expected cohort size) must be positive, not {self.clients}")
 
 
 @register
 class DPFedAvg(Defense):
-    """Clip each client's update to C; the server noises the aggregate with N(0, sigma^2 C^2) on the sum."""
+    """Clip each client's update to C; the server noises the sum with N(0, sigma^2 C^2), divided by qN."""
 
     name = "dp-fedavg"
     stage = "client"
     stages: ClassVar[tuple[Stage, ...]] = ("client", "server")
-    Config: ClassVar[type] = DPSettings
+    Config: ClassVar[type] = DPFedAvgConfig
 
-    def __init__(self, config: DPSettings | None = None) -> None:
+    def __init__(self, config: DPFedAvgConfig | None = None) -> None:
         super().__init__(config)
         self.sigma = self.config.sigma
 
@@ -50,7 +70,10 @@ class DPFedAvg(Defense):
         return clip_update(update, self.config.clip)
 
     def on_aggregate(self, aggregate: Update, num_clients: int, generator: torch.Generator) -> Update:
-        return add_noise(aggregate, self.sigma * self.config.clip / num_clients, generator)
+        """``aggregate`` is the mean over the ``num_clients`` realised; release (sum + noise) / qN."""
+        expected = self.config.clients if self.config.clients is not None else num_clients
+        summed = tuple(t * num_clients for t in aggregate)
+        return tuple(t / expected for t in add_noise(summed, self.sigma * self.config.clip, generator))
 
     def epsilon(self) -> float:
         return self.config.achieved_epsilon()

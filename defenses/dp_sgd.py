@@ -2,17 +2,23 @@
 
 Each local step:
 
-1. sample a lot: each example handed to the step joins it with probability ``q`` (Poisson
-   sampling, which is what the accountant assumes; ``q = 1`` takes all of them);
+1. sample a lot: each example of the client's whole local dataset joins it independently with
+   probability ``q`` (Poisson sampling, which is what the accountant assumes, and Opacus's rule;
+   ``q = 1`` takes all of them). Every step is handed the whole dataset (:attr:`DPSGD.samples_lot`),
+   never a fixed slice: with slices, removing one example shifts the others between steps and
+   one step's clipped sum moves by up to 2C, twice the sensitivity accounted;
 2. per-example gradients ``g_i = d loss(x_i, y_i) / d theta``, computed at once with
    ``torch.func.vmap(grad(...))`` over ``functional_call``;
 3. clip each: ``g_i <- g_i * min(1, C / ||g_i||)`` (the norm over all parameters together);
 4. noise the sum: ``g~ = (sum_i g_i + N(0, sigma^2 C^2 I)) / (q B)`` with ``B`` the number of
-   examples handed to the step, so that ``q B`` is the expected lot size (Abadi et al. divide
+   examples of the local dataset, so that ``q B`` is the expected lot size (Abadi et al. divide
    by the lot size L; dividing by the realised size would itself depend on the data).
 
 Dividing by ``q B`` keeps the result on the scale of :func:`gradleak.federated.loss_fn`, a batch
 mean, so a DP-SGD client runs the same FedSGD/FedAvg arithmetic as any other.
+
+The lot's coins and the noise come from :mod:`~gradleak.defenses.noise` (a CSPRNG unless the
+round is seeded).
 
 Per-example gradients need every example to pass through the network on its own. BatchNorm in
 training mode normalises with statistics of the whole batch, so one example's gradient depends
@@ -30,7 +36,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from gradleak import federated
-from gradleak.defenses import register
+from gradleak.defenses import noise, register
 from gradleak.defenses.accounting import DPSettings
 from gradleak.defenses.base import Defense, Update
 from gradleak.defenses.gaussian import add_noise, clip_factors
@@ -82,6 +88,7 @@ class DPSGD(Defense):
     name = "dp-sgd"
     stage = "step"
     Config: ClassVar[type] = DPSettings
+    samples_lot: ClassVar[bool] = True  # each step is handed the whole local dataset and samples its lot
 
     def __init__(self, config: DPSettings | None = None) -> None:
         super().__init__(config)
@@ -93,7 +100,7 @@ class DPSGD(Defense):
         q, clip = self.config.sample_rate, self.config.clip
         expected_lot = q * len(x)
         if q < 1:
-            chosen = torch.rand(len(x), generator=generator, device=generator.device) < q
+            chosen = noise.poisson_mask(len(x), q, generator)
             x, y = x[chosen.to(x.device)], y[chosen.to(y.device)]
         names = federated.trainable_names(model)
         if len(x):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from gradleak.defenses import noise
 from gradleak.defenses.base import Update
 
 CLIP_MARGIN = 1e-5
@@ -33,11 +34,12 @@ def clip_update(update: Update, clip: float) -> Update:
 
 
 def add_noise(update: Update, std: float, generator: torch.Generator) -> Update:
-    """``update`` plus N(0, std^2) on every entry, drawn from ``generator`` (on the update's device).
+    """``update`` plus N(0, std^2) on every entry, from ``generator`` (:func:`~gradleak.defenses.noise.gaussian`:
+    the CSPRNG unless the generator is seeded, snapped to a power-of-two grid).
 
-    One draw for all tensors and one fused add: on a GPU a DP step is bound by kernel launches.
+    One draw for all tensors: on a GPU a DP step is bound by kernel launches.
     """
     tensors = list(update)
     sizes = [t.numel() for t in tensors]
-    noise = std * torch.randn(sum(sizes), generator=generator, dtype=tensors[0].dtype, device=tensors[0].device)
-    return tuple(torch._foreach_add(tensors, [z.view_as(t) for z, t in zip(noise.split(sizes), tensors)]))
+    noised = noise.gaussian(torch.cat([t.reshape(-1) for t in tensors]), std, generator)
+    return tuple(z.view_as(t) for z, t in zip(noised.split(sizes), tensors))

@@ -12,10 +12,13 @@ DP defenses are told the training schedule they protect, unless their spec fixes
 mechanism at the ``step`` stage (DP-SGD, example-level) releases once per local step, so
 ``steps = rounds × local_steps``, and its ``sample_rate`` stays the lot sampling rate of the
 spec; a client-level mechanism (DP-FedAvg, distributed DP) releases once per round, with
-``steps = rounds`` and ``sample_rate = cohort / clients``. The cohort here is a fixed-size
-uniform sample, where the accountant assumes Poisson sampling at that rate, the usual
-approximation (McMahan et al. 2018 do the same). Counting every round for DP-SGD ignores that
-a client sits most rounds out, so its ε is an upper bound.
+``steps = rounds`` and ``sample_rate = cohort / clients``. The cohort is then a Poisson sample
+at that rate (each client in independently; ``cohort`` is its expected size), as the accountant
+assumes; a round whose sample is too small to aggregate (empty, or one client under secure
+aggregation) is skipped. Distributed DP needs a fixed cohort whose noise shares add up, so a
+stack with it draws ``cohort`` clients uniformly and is accounted without sampling (q = 1).
+Counting every round for DP-SGD ignores that a client sits most rounds out, so its ε is an
+upper bound.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
 from gradleak.eval.grid import stack_label
 from gradleak.eval.results import run_key
-from gradleak.federated import Client, run_round
+from gradleak.federated import Client, poisson_cohort, run_round
 from gradleak.models import build
 from gradleak.progress import progress
 from gradleak.spec import Spec, config_fields, parse_spec
@@ -104,7 +107,8 @@ def schedule(spec: str, config: UtilityConfig) -> str:
     per_step = cls.stage == "step"  # releases once per local step, not once per round
     if "steps" in fields and "steps" not in params:
         params["steps"] = config.rounds * config.local_steps if per_step else config.rounds
-    if "sample_rate" in fields and "sample_rate" not in params and not per_step:
+    fixed_cohort = getattr(cls, "fixed_cohort", False)
+    if "sample_rate" in fields and "sample_rate" not in params and not per_step and not fixed_cohort:
         params["sample_rate"] = config.sample_rate
     if "clients" in fields and "clients" not in params:
         params["clients"] = config.cohort
@@ -162,16 +166,22 @@ def train_federated(run: UtilityRun) -> dict[str, Any]:
     model = build(config.model, dataset.shape, dataset.num_classes, seed=config.model_seed + run.seed).to(device)
     local = LocalTraining("fedavg", config.local_steps, config.learning_rate, config.local_batch_size)
     sampler = torch.Generator().manual_seed(run.seed)
+    fixed_cohort = any(getattr(d, "fixed_cohort", False) for d in stack)
+    smallest = 2 if stack.at("aggregation") else 1
     start = time.perf_counter()
     history = []
     for round_index in progress(range(config.rounds), desc=f"FedAvg {stack_label(run.defenses)}"):
-        cohort = torch.randperm(config.clients, generator=sampler)[: config.cohort].tolist()
+        if fixed_cohort:
+            cohort = torch.randperm(config.clients, generator=sampler)[: config.cohort].tolist()
+        else:
+            cohort = poisson_cohort(config.clients, config.sample_rate, sampler)
         noise_seed = None if run.private_noise else run.seed * 1_000_003 + round_index
-        outcome = run_round(model, dataset.normalization, [clients[k] for k in cohort], dataset.num_classes,
-                            local=local, defenses=stack, noise_seed=noise_seed)
-        with torch.no_grad():
-            for parameter, delta in zip([p for p in model.parameters() if p.requires_grad], outcome.released):
-                parameter.add_(delta.to(parameter.device), alpha=config.server_lr)
+        if len(cohort) >= smallest:  # else too few clients to aggregate: the round changes nothing
+            outcome = run_round(model, dataset.normalization, [clients[k] for k in cohort], dataset.num_classes,
+                                local=local, defenses=stack, noise_seed=noise_seed)
+            with torch.no_grad():
+                for parameter, delta in zip([p for p in model.parameters() if p.requires_grad], outcome.released):
+                    parameter.add_(delta.to(parameter.device), alpha=config.server_lr)
         if (round_index + 1) % max(1, config.rounds // 10) == 0 or round_index + 1 == config.rounds:
             history.append({"round": round_index + 1, "accuracy": accuracy(model, dataset, test)})
     dp = next((d for d in stack if d.epsilon() is not None), None)  # the DP mechanism, if any

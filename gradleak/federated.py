@@ -10,7 +10,6 @@ steps with ``create_graph=True``.
 from __future__ import annotations
 
 import copy
-import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from gradleak.defenses import ClientContext, DefenseStack, Update
+from gradleak.defenses import ClientContext, Defense, DefenseStack, Update, noise
 from gradleak.errors import GradleakError
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
@@ -68,10 +67,12 @@ def local_update(
     y: torch.Tensor,
     local: LocalTraining,
     step_gradient: StepGradient | None = None,
+    samples_lot: bool = False,
 ) -> Update:
     """A client's upload: the gradient (FedSGD) or ``w_after - w_before`` after SGD steps (FedAvg).
 
-    ``x`` is already normalised. ``step_gradient`` replaces each step's gradient (DP-SGD).
+    ``x`` is already normalised. ``step_gradient`` replaces each step's gradient (DP-SGD); with
+    ``samples_lot`` every step is handed the whole local data, from which it samples its own lot.
     """
     step_gradient = step_gradient or batch_gradient
     names = trainable_names(model)
@@ -79,7 +80,8 @@ def local_update(
     if local.algorithm == "fedsgd":
         return tuple(step_gradient(model, params, x, y))
     start = {n: params[n] for n in names}
-    for piece in minibatches(len(x), local):
+    pieces = [slice(None)] * local.local_steps if samples_lot else minibatches(len(x), local)
+    for piece in pieces:
         grads = step_gradient(model, params, x[piece], y[piece])
         params = {**params, **{n: params[n] - local.learning_rate * g for n, g in zip(names, grads)}}
     return tuple(params[n] - start[n] for n in names)
@@ -116,7 +118,7 @@ class Client:
         y = self.labels.to(device)
         step = next(iter(defenses.at("step")), None)
         step_gradient = (lambda m, p, xb, yb: step.step_gradient(m, p, xb, yb, generator)) if step else None
-        update = local_update(model, x, y, local, step_gradient)
+        update = local_update(model, x, y, local, step_gradient, getattr(step, "samples_lot", False))
         context = ClientContext(self.client_id, len(self), generator)
         for defense in defenses.at("client"):
             update = defense.on_upload(update, context)
@@ -132,19 +134,38 @@ def split_clients(images: torch.Tensor, labels: torch.Tensor, num_clients: int) 
 
 
 def noise_generator(seed: int | None = None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch generator for DP noise: seeded from the OS CSPRNG unless an experiment fixes ``seed``."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(secrets.randbits(63) if seed is None else seed)
-    return generator
+    """The round's randomness: a :class:`~gradleak.defenses.noise.PrivateGenerator` (DP draws from a
+    CSPRNG), or, when an experiment fixes ``seed``, a seeded torch generator that is not private."""
+    if seed is None:
+        return noise.PrivateGenerator(device)
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def poisson_cohort(population: int, rate: float, generator: torch.Generator) -> list[int]:
+    """Client sampling as the accountant assumes it: each of ``population`` clients is in the
+    round independently with probability ``rate`` (McMahan et al., ICLR 2018, Alg. 1)."""
+    return torch.nonzero(noise.poisson_mask(population, rate, generator)).flatten().tolist()
+
+
+def sized_aggregator(defenses: DefenseStack) -> Defense:
+    """The stack's aggregator, its fixed-point range widened to hold what client-stage defenses
+    upload (``upload_range``: distributed DP's noise), so the aggregation never clips the noise."""
+    aggregator = defenses.aggregator
+    bounds = [d.upload_range for d in defenses.at("client") if getattr(d, "upload_range", None) is not None]
+    if bounds and hasattr(aggregator, "sized_for"):
+        return aggregator.sized_for(max(bounds))
+    return aggregator
 
 
 @dataclass(frozen=True, eq=False)
 class Round:
-    """One round's outcome: the server's view, the truth kept apart, what is released, costs."""
+    """One round's outcome: the server's view, the truth kept apart, what is released, costs, and
+    whether its randomness came from a seed (``noise_seeded``: reproducible, and not private)."""
 
     view: ServerView
     truth: Truth
     released: Update
+    noise_seeded: bool
     cost: dict[str, float] = field(default_factory=dict)
 
 
@@ -175,7 +196,7 @@ def run_round(
     generator = noise_generator(noise_seed, device)
     uploads = [c.upload(global_model, normalization, local, defenses, generator, model_mode) for c in clients]
     weights = [len(c) for c in clients]
-    aggregation = defenses.aggregator.aggregate(uploads, weights, generator)
+    aggregation = sized_aggregator(defenses).aggregate(uploads, weights, generator)
     released = aggregation.aggregate
     # Server-stage DP noise is sized for the clients actually in the aggregate (dropouts leave it).
     contributing = len(clients) if aggregation.contributors is None else len(aggregation.contributors)
@@ -210,4 +231,5 @@ def run_round(
         known_labels=truth.labels.to(device) if known_labels else None,
         defenses=defenses.names(),
     )
-    return Round(view=view, truth=truth, released=released, cost=aggregation.cost)
+    seeded = not noise.is_private(generator)
+    return Round(view=view, truth=truth, released=released, noise_seeded=seeded, cost=aggregation.cost)

@@ -12,6 +12,7 @@ are in the sum. Clients that drop out are not, and the aggregate is the mean ove
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -68,6 +69,14 @@ class SecureAggregation(Defense):
     name = "secagg"
     stage = "aggregation"
     Config = SecAggConfig
+
+    def sized_for(self, bound: float) -> "SecureAggregation":
+        """This aggregation with its range ``[-clip, clip]`` widened to at least ``bound``: distributed
+        DP's noised uploads (``DistributedDP.upload_range``) must pass through the grid unclipped,
+        or the sum loses the noise its accountant counts on."""
+        if bound <= self.config.clip:
+            return self
+        return SecureAggregation(dataclasses.replace(self.config, clip=bound))
 
     def parameters(self, clients: int) -> SecurityParameters:
         c = self.config

@@ -9,7 +9,7 @@ from gradleak.defenses import ClientContext, build_defense, build_stack
 from gradleak.defenses.accounting import compute_epsilon
 from gradleak.defenses.gaussian import global_norm
 from gradleak.errors import GradleakError
-from gradleak.federated import noise_generator, run_round, split_clients
+from gradleak.federated import noise_generator, poisson_cohort, run_round, split_clients
 from gradleak.models import build
 from gradleak.threat import Normalization
 
@@ -66,7 +66,7 @@ def test_the_server_sees_clipped_but_unnoised_uploads(device):
 
 
 def test_client_level_epsilon_is_the_accountants():
-    defense = build_defense("dp-fedavg:noise_multiplier=1.1,sample_rate=0.01,steps=1000,delta=1e-6")
+    defense = build_defense("dp-fedavg:noise_multiplier=1.1,sample_rate=0.01,clients=10,steps=1000,delta=1e-6")
     assert defense.epsilon() == compute_epsilon(1.1, 0.01, 1000, 1e-6, "pld")
 
 
@@ -98,3 +98,46 @@ def test_distributed_clips_and_refuses_a_smaller_cohort_than_declared():
         defense.on_aggregate(update(0.0), 3, noise_generator(0))
     with pytest.raises(GradleakError, match="clients="):
         build_defense("dp-distributed:noise_multiplier=1")
+
+
+def test_cohorts_are_poisson_samples():
+    population, rate, rounds = 50, 0.2, 2000
+    generator = noise_generator()
+    cohorts = [poisson_cohort(population, rate, generator) for _ in range(rounds)]
+    sizes = torch.tensor([len(c) for c in cohorts], dtype=torch.float64)
+    # Binomial(50, 0.2): mean 10, variance 8 (a fixed-size cohort has variance 0). Bounds at
+    # about 6 standard errors: mean s.e. 0.063, variance s.e. ~0.26; false failure < 1e-8.
+    assert abs(sizes.mean().item() - 10) < 0.4
+    assert 6.4 < sizes.var().item() < 9.6
+    frequency = torch.zeros(population)
+    for c in cohorts:
+        frequency[c] += 1 / rounds
+    assert (frequency - rate).abs().max() < 0.06  # each client in with rate q: s.e. 0.009, 50 clients
+
+
+def test_dp_fedavg_divides_by_the_expected_cohort_not_the_realised_one():
+    sigma, clip, realised, expected = 2.0, 1.0, 3, 6
+    defense = build_defense(f"dp-fedavg:noise_multiplier={sigma},clip={clip},sample_rate=0.1,clients={expected}")
+    mean = (torch.ones(200_000),)  # every realised client uploaded ones: the sum is 3
+    released = flat(defense.on_aggregate(mean, realised, noise_generator()))
+    # (sum + N(0, sigma^2 C^2)) / qN: mean 0.5, std 1/3; standard errors 7e-4 and 5e-4, bounds > 10x.
+    assert released.mean().item() == pytest.approx(realised / expected, abs=0.01)
+    assert released.std().item() == pytest.approx(sigma * clip / expected, rel=0.03)
+    with pytest.raises(GradleakError, match="clients="):
+        build_defense("dp-fedavg:noise_multiplier=1,sample_rate=0.1")
+
+
+def test_distributed_noise_survives_secure_aggregation():
+    # A large sigma makes each share (std 20) far wider than secagg's default range of 8, which once
+    # clipped 69% of the coordinates; the round must widen the range so the sum keeps all its noise.
+    sigma, clip, n = 40.0, 1.0, 4
+    model = build("lenet-zhu", SHAPE, 10, seed=0)
+    images = torch.rand(2 * n, *SHAPE, generator=torch.Generator().manual_seed(0))
+    stack = build_stack([f"dp-distributed:noise_multiplier={sigma},clip={clip},clients={n}", "secagg"])
+    round_ = run_round(model, NORM, split_clients(images, torch.arange(2 * n) % 10, n), 10, defenses=stack)
+    released = flat(round_.released)
+    assert round_.cost["clipped_fraction"] < 0.01  # none at 1e-9 per coordinate; 69% before
+    # The mean of n uploads carries N(0, (sigma C / n)^2); the updates themselves (norm <= C / n in
+    # all) and the grid's rounding are negligible. Standard error of the std over 10,066 coordinates:
+    # 0.7%, so 5% is 7 standard errors (false failure < 1e-11).
+    assert released.std().item() == pytest.approx(sigma * clip / n, rel=0.05)

@@ -4,11 +4,10 @@ import pytest
 import torch
 from scipy import stats
 
-from gradleak.defenses import build_defense
+from gradleak.defenses import build_defense, build_stack, dp_sgd, noise
 from gradleak.defenses.dp_sgd import clipped_sum, per_example_gradients
 from gradleak.errors import GradleakError
-from gradleak.federated import Client, batch_gradient, noise_generator, run_round, trainable_names
-from gradleak.defenses import build_stack
+from gradleak.federated import Client, batch_gradient, loss_fn, noise_generator, run_round, trainable_names
 from gradleak.models import build
 from gradleak.threat import LocalTraining, Normalization
 
@@ -125,7 +124,8 @@ def test_batchnorm_in_eval_mode_is_per_example():
 def test_without_clipping_or_noise_a_fedavg_round_is_the_plain_one(device):
     model = build("lenet-zhu", SHAPE, 10, seed=0).to(device)
     x, y = batch(8)
-    local = LocalTraining("fedavg", local_steps=4, learning_rate=0.1, batch_size=4)
+    # DP-SGD hands every step the whole local data (its lot is a Poisson sample of it; q = 1: all).
+    local = LocalTraining("fedavg", local_steps=4, learning_rate=0.1)
     plain = run_round(model, NORM, [Client(0, x, y)], 10, local=local)
     stack = build_stack(["dp-sgd:noise_multiplier=0,clip=1e6"])
     private = run_round(model, NORM, [Client(0, x, y)], 10, local=local, defenses=stack)
@@ -134,3 +134,65 @@ def test_without_clipping_or_noise_a_fedavg_round_is_the_plain_one(device):
     noised = run_round(model, NORM, [Client(0, x, y)], 10, local=local, defenses=build_stack(["dp-sgd:noise_multiplier=1"]))
     assert noised.view.defenses == ("dp-sgd:noise_multiplier=1.0",)
     assert not torch.allclose(noised.view.update[0], plain.view.update[0])
+
+
+def test_a_step_clips_each_example_as_a_naive_loop_does():
+    clip, size = 0.01, 6
+    model = build("lenet-zhu", SHAPE, 10, seed=0)
+    x, y = batch(size)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    # The reference: each example's own gradient by autograd, clipped to C, then summed.
+    naive = [torch.zeros_like(p) for p in trainable]
+    for i in range(size):
+        grads = torch.autograd.grad(loss_fn(model(x[i : i + 1]), y[i : i + 1]), trainable)
+        norm = torch.sqrt(sum(g.double().square().sum() for g in grads))
+        assert norm > 10 * clip  # every example is clipped, so a clip of the batch sum would differ
+        naive = [n + g * float(clip / norm) for n, g in zip(naive, grads)]
+    naive_flat = torch.cat([g.flatten() for g in naive]).double()
+    names = trainable_names(model)
+    summed = clipped_sum(per_example_gradients(model, params_of(model), x, y), clip)
+    step = build_defense(f"dp-sgd:noise_multiplier=0,clip={clip}").step_gradient(
+        model, params_of(model), x, y, noise_generator(0)
+    )
+    candidates = (torch.cat([summed[n].flatten() for n in names]), torch.cat([g.flatten() for g in step]) * size)
+    for candidate in candidates:
+        # 1e-3 of the norm: far above float32 rounding and the 1e-5 clip margin, far below a wrong clip.
+        assert torch.linalg.vector_norm(candidate.double() - naive_flat) < 1e-3 * torch.linalg.vector_norm(naive_flat)
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.5])
+def test_removing_one_example_moves_each_steps_clipped_sum_by_at_most_clip(rate, monkeypatch):
+    clip, size = 0.01, 12
+    model = build("lenet-zhu", SHAPE, 10, seed=0)
+    x, y = batch(size)
+    # Learning rate 0 keeps every step at the same weights, so steps can be compared one to one;
+    # a batch size of 4 would make three consecutive slices if the lots were not over all the data.
+    local = LocalTraining("fedavg", local_steps=3, learning_rate=0.0, batch_size=4)
+    stack = build_stack([f"dp-sgd:noise_multiplier=0,clip={clip},sample_rate={rate}"])
+    sums, coins, replay = [], [], []
+    clipped, draw = dp_sgd.clipped_sum, noise.poisson_mask
+
+    def record_sum(per_example, c):
+        out = clipped(per_example, c)
+        sums.append(torch.cat([g.flatten() for g in out.values()]).double())
+        return out
+
+    def coupled_coins(n, q, generator):  # D's coins again, for the examples D without j still has
+        if replay:
+            return replay.pop(0)
+        coins.append(draw(n, q, generator))
+        return coins[-1]
+
+    monkeypatch.setattr(dp_sgd, "clipped_sum", record_sum)
+    monkeypatch.setattr(noise, "poisson_mask", coupled_coins)
+    Client(0, x, y).upload(model, NORM, local, stack, noise_generator(0))
+    full, full_coins = sums[:], coins[:]
+    assert len(full) == 3 and all(len(c) == size for c in full_coins)  # every lot is drawn from all 12
+    worst = 0.0
+    for j in range(size):
+        sums.clear()
+        replay[:] = [torch.cat([c[:j], c[j + 1 :]]) for c in full_coins]
+        keep = [i for i in range(size) if i != j]
+        Client(0, x[keep], y[keep]).upload(model, NORM, local, stack, noise_generator(0))
+        worst = max(worst, *(float(torch.linalg.vector_norm(a - b)) for a, b in zip(full, sums)))
+    assert worst <= clip * (1 + 1e-4)  # the sensitivity the accountant assumes (float32 sums: ~1e-6)

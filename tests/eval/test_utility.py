@@ -14,9 +14,9 @@ SMALL = UtilityConfig(clients=20, cohort=5, rounds=12, local_steps=3)
 
 def test_dp_mechanisms_are_scheduled_for_the_training_they_protect():
     config = UtilityConfig(clients=100, cohort=10, rounds=30, local_steps=5)
-    assert schedule("dp-fedavg:epsilon=3", config) == "dp-fedavg:epsilon=3,steps=30,sample_rate=0.1"
+    assert schedule("dp-fedavg:epsilon=3", config) == "dp-fedavg:epsilon=3,steps=30,sample_rate=0.1,clients=10"
     assert schedule("dp-sgd:epsilon=3,sample_rate=0.5", config) == "dp-sgd:epsilon=3,sample_rate=0.5,steps=150"
-    assert schedule("dp-fedavg:epsilon=3,steps=7", config) == "dp-fedavg:epsilon=3,steps=7,sample_rate=0.1"
+    assert schedule("dp-fedavg:epsilon=3,steps=7", config) == "dp-fedavg:epsilon=3,steps=7,sample_rate=0.1,clients=10"
     assert schedule("dp-distributed:epsilon=3", config).endswith("clients=10")
     assert schedule("prune:ratio=0.9", config) == "prune:ratio=0.9"
 
