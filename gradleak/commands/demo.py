@@ -6,6 +6,7 @@ import argparse
 import os
 
 from gradleak.commands.options import number, out_dir
+from gradleak.spec import MAX_WORKERS
 from gradleak.eval.demo import FULL, QUICK, run_demo
 
 
