@@ -207,7 +207,6 @@ def test_missing_inputs_and_unwritable_outputs_exit_2(argv, flag, tmp_path, caps
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["attack", "--attack", "dlg:iterations=0"], "iterations='0' for attack 'dlg'"),
         (["secagg", "--clients", "3", "--dim", "nan"], "--dim"),
     ],
 )
