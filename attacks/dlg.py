@@ -10,7 +10,7 @@ rule from :mod:`gradleak.attacks.labels` and optimise only the images.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import torch
 
@@ -19,8 +19,14 @@ from gradleak.attacks.base import Attack
 from gradleak.attacks.engine import GradientMatching, LBFGSSettings, default_history, lbfgs_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.errors import GradleakError
+from gradleak.spec import Range, Seed
 from gradleak.threat import Reconstruction, ServerView
 
+
+# Limits on what a spec may ask for: beyond them a run takes days or a start's memory runs out.
+MAX_ITERATIONS = 1_000_000  # evaluations (or steps) per start; 100x the longest budget in docs/benchmarks.md
+MAX_STARTS = 1_000  # restarts or group members
+MAX_SCALE = 100.0  # std of a random start in the normalised space; far beyond it every start diverges
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
@@ -37,18 +43,18 @@ class DLG(Attack):
 
     @dataclass(frozen=True)
     class Config:
-        iterations: int = 10000  # evaluations per start (DLG: 300 L-BFGS steps of up to 20); slow photos need ~8,000
-        restarts: int = 6  # fresh starts when one stalls (DLG: one); a failing start costs 200-1,500 evaluations
-        history: int = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (engine.default_history)
-        lr: float = 1.0  # DLG
-        tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
+        iterations: Annotated[int, Range(1, MAX_ITERATIONS)] = 10000  # evaluations per start (DLG: 300 L-BFGS steps of up to 20); slow photos need ~8,000
+        restarts: Annotated[int, Range(1, MAX_STARTS)] = 6  # fresh starts when one stalls (DLG: one); a failing start costs 200-1,500 evaluations
+        history: Annotated[int, Range(0, 10_000)] = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (engine.default_history)
+        lr: Annotated[float, Range(0, None, low_open=True)] = 1.0  # DLG
+        tolerance: Annotated[float, Range(0, 1)] = 1e-7  # solved when every layer's relative squared error is below this
         # DLG draws its start from N(0, 1) in the normalised space; starting near the data mean
         # (N(0, 0.1^2)) needs 1.2-2.6x fewer evaluations on photos (docs/attacks.md). Odd
         # restarts still draw from N(0, 1).
-        init_scale: float = 0.1
+        init_scale: Annotated[float, Range(0, MAX_SCALE)] = 0.1
         # DLG takes every quasi-Newton step whole; an overshooting second step froze ~1 start in 5
         # on photos (saturated sigmoids). Capping a step's RMS entry at 0.3 keeps those starts alive.
-        max_step: float = 0.3
+        max_step: Annotated[float, Range(0, None)] = 0.3  # 0: uncapped
         labels: str = "joint"  # DLG: a soft label optimised with the image; or idlg|yin|counts|known
         # DLG: float32. In float32 the search stalls near a worst-layer error of 1e-6, below 40 dB on
         # the darkest photo (34.7 dB; 42.3 dB in float64), and a CPU evaluation costs only ~1.15x more.
@@ -64,11 +70,11 @@ class DLG(Attack):
         compile: bool = False
         # Not in DLG: a total-variation prior (its weight, on the same TV as IG's `tv`) for
         # batches whose gradient does not single out one set of images (docs/benchmarks.md).
-        tv: float = 0.0
+        tv: Annotated[float, Range(0, None)] = 0.0
         # Not in DLG, which runs its 300 steps: a start that stops making progress is given up for
         # a fresh one (engine.LBFGSSettings.stalled). False spends each start's whole budget.
         abandon_stalled: bool = True
-        seed: int = 0
+        seed: Seed = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:
         c = self.config

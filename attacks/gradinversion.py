@@ -18,15 +18,18 @@ says so).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from gradleak.attacks import register
 from gradleak.attacks.base import Attack
+from gradleak.attacks.dlg import MAX_ITERATIONS, MAX_STARTS
 from gradleak.attacks.engine import AdamSettings, GradientMatching, adam_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.priors import group_consistency
+from gradleak.spec import Range, Seed
 from gradleak.threat import Reconstruction, ServerView
 
 
@@ -36,17 +39,17 @@ class GradInversion(Attack):
 
     @dataclass(frozen=True)
     class Config:
-        iterations: int = 4000  # GradInversion: 20k on ImageNet; fewer suffice at 32x32
-        group: int = 4  # GradInversion: a group of reconstructions from different seeds
-        lr: float = 0.1  # GradInversion: Adam, lr 0.1
+        iterations: Annotated[int, Range(1, MAX_ITERATIONS)] = 4000  # GradInversion: 20k on ImageNet; fewer suffice at 32x32
+        group: Annotated[int, Range(1, MAX_STARTS)] = 4  # GradInversion: a group of reconstructions from different seeds
+        lr: Annotated[float, Range(0, None, low_open=True)] = 0.1  # GradInversion: Adam, lr 0.1
         objective: str = "l2"  # GradInversion: squared L2 gradient distance (eq. 3)
         signed: bool = True  # IG's signed steps; GradInversion uses plain Adam (signed=false)
-        tv: float = 1e-4  # a_tv
-        l2: float = 1e-6  # a_l2, on the normalised image
-        bn: float = 1e-2  # a_bn
-        consistency: float = 1e-3  # a_group, switched on after the first half of the iterations
+        tv: Annotated[float, Range(0, None)] = 1e-4  # a_tv
+        l2: Annotated[float, Range(0, None)] = 1e-6  # a_l2, on the normalised image
+        bn: Annotated[float, Range(0, None)] = 1e-2  # a_bn
+        consistency: Annotated[float, Range(0, None)] = 1e-3  # a_group, switched on after the first half of the iterations
         labels: str = "yin"  # GradInversion: distinct labels (eq. 4); or counts|known|auto
-        seed: int = 0
+        seed: Seed = 0
 
     def reconstruct(self, view: ServerView) -> Reconstruction:
         c = self.config

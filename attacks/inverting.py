@@ -16,13 +16,16 @@ from a rule (iDLG's for one image, counts for a batch) or the view's known label
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from gradleak.attacks import register
 from gradleak.attacks.base import Attack
+from gradleak.attacks.dlg import MAX_ITERATIONS, MAX_SCALE, MAX_STARTS
 from gradleak.attacks.engine import AdamSettings, GradientMatching, adam_search
 from gradleak.attacks.labels import recover_labels
+from gradleak.spec import Range, Seed
 from gradleak.threat import Reconstruction, ServerView
 
 
@@ -32,17 +35,17 @@ class InvertingGradients(Attack):
 
     @dataclass(frozen=True)
     class Config:
-        iterations: int = 4800  # IG: 4,800 on CIFAR-10 (24,000 for the paper's best images)
-        restarts: int = 1  # IG: several (each costs the full budget); ranked by the final objective
+        iterations: Annotated[int, Range(1, MAX_ITERATIONS)] = 4800  # IG: 4,800 on CIFAR-10 (24,000 for the paper's best images)
+        restarts: Annotated[int, Range(1, MAX_STARTS)] = 1  # IG: several (each costs the full budget); ranked by the final objective
         combine: str = "best"  # IG: the start with the lowest objective; "mean": the starts' pixel-wise mean
-        lr: float = 0.1  # IG
-        tv: float = 1e-4  # IG: 1e-4 on CIFAR-10, up to 1e-1 on ImageNet
+        lr: Annotated[float, Range(0, None, low_open=True)] = 0.1  # IG
+        tv: Annotated[float, Range(0, None)] = 1e-4  # IG: 1e-4 on CIFAR-10, up to 1e-1 on ImageNet
         objective: str = "cosine"  # IG; "l2" gives DLG's distance with IG's optimiser
         signed: bool = True  # IG: Adam on signed gradients
         boxed: bool = True  # IG: clamp to the valid pixel range
-        init_scale: float = 1.0  # IG: N(0, 1) starts in the normalised space
+        init_scale: Annotated[float, Range(0, MAX_SCALE)] = 1.0  # IG: N(0, 1) starts in the normalised space
         labels: str = "auto"  # iDLG's rule for one image, counts for a batch; or yin|known
-        seed: int = 0
+        seed: Seed = 0
 
     def settings(self) -> AdamSettings:
         c = self.config

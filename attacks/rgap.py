@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -38,10 +38,11 @@ from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from gradleak.attacks import register
-from gradleak.attacks.dlg import DLG, search_dtype
+from gradleak.attacks.dlg import DLG, MAX_ITERATIONS, search_dtype
 from gradleak.attacks.engine import GradientMatching, check_view, lbfgs_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 from gradleak.threat import Reconstruction, ServerView
 
 AFFINE = (nn.Linear, nn.Conv2d)
@@ -259,7 +260,7 @@ class RGAP(DLG):
     class Config(DLG.Config):
         # L-BFGS evaluations polishing the analytic image (R-GAP: none; 0 returns it as it is);
         # later starts, if it stalls, are DLG's random ones with the same budget.
-        iterations: int = 10000
+        iterations: Annotated[int, Range(0, MAX_ITERATIONS)] = 10000
         labels: str = "idlg"  # the analytic rule (R-GAP reads g off the bias gradient too); or known
 
     def reconstruct(

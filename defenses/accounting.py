@@ -28,13 +28,14 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, get_args
+from typing import Annotated, Callable, Literal, get_args
 
 import dp_accounting
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 
 Accountant = Literal["pld", "rdp"]
 ACCOUNTANTS: tuple[str, ...] = get_args(Accountant)
@@ -52,6 +53,9 @@ PLD_CALIBRATION_LIMIT = PLD_LIMIT / 2
 MIN_NOISE_MULTIPLIER = 0.05
 # Calibrated sigma is within this of the smallest sigma meeting the target (never below it).
 CALIBRATION_TOLERANCE = 1e-4
+# Noised releases (steps or rounds) one guarantee may cover: a million DP-SGD steps is beyond any
+# training here, and the PLD accountant's composition grows with it.
+MAX_STEPS = 1_000_000
 
 
 def _accountant(name: str) -> Callable[[], dp_accounting.PrivacyAccountant]:
@@ -175,12 +179,12 @@ class DPSettings:
     releases (DP-SGD steps, or rounds). The defaults describe one full-batch release.
     """
 
-    epsilon: float | None = None
-    noise_multiplier: float | None = None
-    clip: float = 1.0  # C; Abadi et al. 2016 (MNIST) use 4, DP-FedAvg tunes it per model
-    delta: float = 1e-5  # Abadi et al. 2016: 1e-5, below 1/N for their 60,000 examples
-    sample_rate: float = 1.0
-    steps: int = 1
+    epsilon: Annotated[float | None, Range(0, None, low_open=True)] = None
+    noise_multiplier: Annotated[float | None, Range(0, None)] = None
+    clip: Annotated[float, Range(0, None, low_open=True)] = 1.0  # C; Abadi et al. 2016 (MNIST) use 4, DP-FedAvg tunes it per model
+    delta: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 1e-5  # Abadi et al. 2016: 1e-5, below 1/N for their 60,000 examples
+    sample_rate: Annotated[float, Range(0, 1, low_open=True)] = 1.0
+    steps: Annotated[int, Range(1, MAX_STEPS)] = 1
     accountant: Accountant = "pld"
 
     def __post_init__(self) -> None:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
@@ -57,8 +57,9 @@ from gradleak.defenses.accounting import DPSettings, compute_epsilon
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
 from gradleak.defenses.secagg.aggregator import flatten, unflatten
-from gradleak.defenses.secagg.fixedpoint import FixedPoint
+from gradleak.defenses.secagg.fixedpoint import MAX_BITS, MAX_VALUE_BITS, FixedPoint
 from gradleak.errors import GradleakError
+from gradleak.spec import MAX_CLIENTS, Range
 
 # The discrete mechanism's zCDP parameter may exceed the Gaussian's 1 / (2 sigma^2) by this
 # fraction (tau's share); sigma is scaled by sqrt(1 + TAU_SLACK) to pay for it.
@@ -69,12 +70,12 @@ TAIL_PROBABILITY = 1e-9
 
 @dataclass(frozen=True)
 class DistributedConfig(DPSettings):
-    clients: int | None = None  # n: the cohort the noise is split over (public in FL)
-    honest_fraction: float = 1.0  # h: Kairouz et al. 2021 scale the local noise by 1/h
+    clients: Annotated[int | None, Range(1, MAX_CLIENTS)] = None  # n: the cohort the noise is split over (public in FL)
+    honest_fraction: Annotated[float, Range(0, 1, low_open=True)] = 1.0  # h: Kairouz et al. 2021 scale the local noise by 1/h
     discrete: bool = False  # Kairouz et al.'s discrete Gaussian on secure aggregation's grid
-    grid_range: float = 8.0  # discrete: secagg's per-coordinate clip (SecAggConfig.clip's default)
-    value_bits: int = 20  # discrete: secagg's value_bits; grid step grid_range / (2^(value_bits-1) - 1)
-    bits: int = 32  # discrete: secagg's ring Z_{2^bits}
+    grid_range: Annotated[float, Range(0, None, low_open=True)] = 8.0  # discrete: secagg's per-coordinate clip (SecAggConfig.clip's default)
+    value_bits: Annotated[int, Range(2, MAX_VALUE_BITS)] = 20  # discrete: secagg's value_bits; grid step grid_range / (2^(value_bits-1) - 1)
+    bits: Annotated[int, Range(1, MAX_BITS)] = 32  # discrete: secagg's ring Z_{2^bits}
 
     def __post_init__(self) -> None:
         super().__post_init__()

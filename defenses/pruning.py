@@ -10,12 +10,14 @@ stronger attacks on trained networks. Pruning is no privacy guarantee, only a me
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from gradleak.defenses import register
 from gradleak.defenses.base import ClientContext, Defense, Update
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 
 
 def prune(tensor: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -36,7 +38,7 @@ class Pruning(Defense):
 
     @dataclass(frozen=True)
     class Config:
-        ratio: float = 0.9  # fraction zeroed per tensor; the spec example of issue 5, within Huang et al.'s range
+        ratio: Annotated[float, Range(0, 1, high_open=True)] = 0.9  # fraction zeroed per tensor; the spec example of issue 5, within Huang et al.'s range
 
         def __post_init__(self) -> None:
             if not 0 <= self.ratio < 1:

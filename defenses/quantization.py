@@ -13,12 +13,14 @@ Alistarh et al. 2017) with ``stochastic=true``, drawing from the round's noise g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 
 from gradleak.defenses import register
 from gradleak.defenses.base import ClientContext, Defense, Update
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 
 FP16_MAX = torch.finfo(torch.float16).max
 
@@ -45,7 +47,7 @@ class Quantization(Defense):
 
     @dataclass(frozen=True)
     class Config:
-        bits: int = 8  # k; the spec example of issue 5
+        bits: Annotated[int, Range(2, 24)] = 8  # k; the spec example of issue 5
         stochastic: bool = False  # round to nearest (deterministic) unless asked
 
         def __post_init__(self) -> None:

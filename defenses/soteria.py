@@ -18,6 +18,7 @@ defense acts in the ``step`` stage because it needs the data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from gradleak import federated
 from gradleak.defenses import register
 from gradleak.defenses.base import Defense, Update
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 
 Params = dict[str, torch.Tensor]
 
@@ -66,7 +68,7 @@ class Soteria(Defense):
 
     @dataclass(frozen=True)
     class Config:
-        ratio: float = 0.8  # fraction of features removed; our choice (Sun et al. sweep this rate)
+        ratio: Annotated[float, Range(0, 1, high_open=True)] = 0.8  # fraction of features removed; our choice (Sun et al. sweep this rate)
 
         def __post_init__(self) -> None:
             if not 0 <= self.ratio < 1:

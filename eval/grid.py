@@ -35,7 +35,7 @@ import importlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
 from gradleak.attacks import ATTACKS, build_attack
 from gradleak.defenses import DefenseStack, build_stack
@@ -44,7 +44,7 @@ from gradleak.eval.results import run_key
 from gradleak.eval.summary import SUCCESS_DB
 from gradleak.models import build
 from gradleak.scenario import Scenario, client_indices, scenario_dataset
-from gradleak.spec import config_fields, make_config, parse_spec
+from gradleak.spec import MAX_WORKERS, Range, Seed, config_fields, make_config, parse_spec
 
 STACK_JOIN = "+"
 
@@ -54,10 +54,10 @@ class SweepSettings:
     """The sweep-wide keys of a config file (the top level, besides ``[[scenario]]``)."""
 
     out: str = "gradleak-out/evaluate"
-    seeds: tuple[int, ...] = (0,)
-    workers: int = 1
+    seeds: tuple[Seed, ...] = (0,)
+    workers: Annotated[int, Range(1, MAX_WORKERS)] = 1
     device: str = "auto"
-    threshold_db: float = SUCCESS_DB
+    threshold_db: Annotated[float, Range(0, 1000)] = SUCCESS_DB
     plugins: tuple[str, ...] = ()  # modules imported first (and in every worker): your own attacks
 
 

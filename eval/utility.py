@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
@@ -40,7 +40,8 @@ from gradleak.eval.results import run_key
 from gradleak.federated import Client, poisson_cohort, run_round
 from gradleak.models import build
 from gradleak.progress import progress
-from gradleak.spec import Spec, config_fields, parse_spec
+from gradleak.scenario import MAX_BATCH
+from gradleak.spec import MAX_CLIENTS, Range, Seed, Spec, config_fields, parse_spec
 from gradleak.threat import LocalTraining
 from gradleak.training import accuracy
 
@@ -51,15 +52,15 @@ UTILITY_RESULTS = "utility.jsonl"
 class UtilityConfig:
     dataset: str = "digits"
     model: str = "mlp:hidden=64"
-    clients: int = 100  # N, the population
-    cohort: int = 10  # K, clients per round
-    rounds: int = 50
-    local_steps: int = 5  # E; McMahan et al. 2017 run 1-20 local epochs
-    local_batch_size: int | None = None  # None: the client's whole slice each step
-    learning_rate: float = 0.1  # client SGD step
-    server_lr: float = 1.0  # 1 is plain FedAvg
-    test_fraction: float = 0.25
-    model_seed: int = 0
+    clients: Annotated[int, Range(1, MAX_CLIENTS)] = 100  # N, the population
+    cohort: Annotated[int, Range(1, MAX_CLIENTS)] = 10  # K, clients per round
+    rounds: Annotated[int, Range(1, 1_000_000)] = 50
+    local_steps: Annotated[int, Range(1, 100_000)] = 5  # E; McMahan et al. 2017 run 1-20 local epochs
+    local_batch_size: Annotated[int | None, Range(1, MAX_BATCH)] = None  # None: the client's whole slice each step
+    learning_rate: Annotated[float, Range(0, None, low_open=True)] = 0.1  # client SGD step
+    server_lr: Annotated[float, Range(0, None, low_open=True)] = 1.0  # 1 is plain FedAvg
+    test_fraction: Annotated[float, Range(0, 1, low_open=True, high_open=True)] = 0.25
+    model_seed: Seed = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.cohort <= self.clients:

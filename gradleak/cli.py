@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from gradleak import __version__
+from gradleak.commands.options import OneLineParser
 from gradleak.errors import GradleakError
 from gradleak.progress import set_quiet
 
@@ -22,7 +23,7 @@ COMMANDS = ("demo", "attack", "evaluate", "report", "utility", "claims", "secagg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gradleak",
         description="Show, measure and stop gradient leakage in federated learning.",
     )

@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
@@ -23,6 +23,7 @@ from gradleak.defenses import DefenseStack
 from gradleak.errors import GradleakError
 from gradleak.federated import Client, Round, run_round
 from gradleak.models import build
+from gradleak.spec import Range, Seed
 from gradleak.threat import LocalTraining, Normalization
 from gradleak.training import train
 
@@ -31,24 +32,29 @@ from gradleak.training import train
 USER_IMAGE_NORMALIZATION = 0.5
 
 
+# A victim's examples in one update, and the classes of a model: beyond these a round exhausts memory.
+MAX_BATCH = 4096
+MAX_CLASSES = 100_000
+
+
 @dataclass(frozen=True)
 class Scenario:
     dataset: str = "photos"
     model: str = "lenet-zhu"  # a model spec, e.g. "convnet:width=16"
-    index: int = 0  # the victim's first example
-    batch_size: int = 1  # examples per client
+    index: Annotated[int, Range(0, 10**9)] = 0  # the victim's first example
+    batch_size: Annotated[int, Range(1, MAX_BATCH)] = 1  # examples per client
     distinct_labels: bool = False  # skip examples whose label the client already holds
     images: tuple[str, ...] = ()  # the user's image files instead of a dataset
-    labels: tuple[int, ...] = ()  # their labels (default 0 each)
-    num_classes: int = 10  # classes of the model, for user images
-    channels: int = 3  # channels user images are read with
-    cohort_size: int = 1
+    labels: tuple[Annotated[int, Range(0, MAX_CLASSES - 1)], ...] = ()  # their labels (default 0 each)
+    num_classes: Annotated[int, Range(1, MAX_CLASSES)] = 10  # classes of the model, for user images
+    channels: Annotated[int, Range(1, 3)] = 3  # channels user images are read with
+    cohort_size: Annotated[int, Range(1, 10_000)] = 1
     algorithm: Literal["fedsgd", "fedavg"] = "fedsgd"
-    local_steps: int = 1  # FedAvg: SGD steps each client runs
-    learning_rate: float = 0.1  # FedAvg: client learning rate
-    local_batch_size: int | None = None  # FedAvg: mini-batch per step (None: all local data)
-    trained_epochs: float = 0.0  # train the global model this long before the round
-    model_seed: int = 0
+    local_steps: Annotated[int, Range(1, 100_000)] = 1  # FedAvg: SGD steps each client runs
+    learning_rate: Annotated[float, Range(0, None, low_open=True)] = 0.1  # FedAvg: client learning rate
+    local_batch_size: Annotated[int | None, Range(1, MAX_BATCH)] = None  # FedAvg: mini-batch per step (None: all local data)
+    trained_epochs: Annotated[float, Range(0, 10_000)] = 0.0  # train the global model this long before the round
+    model_seed: Seed = 0
     model_mode: Literal["train", "eval"] = "train"
     known_labels: bool = False  # grant the server the labels as side information
     data_root: str | None = None

@@ -74,7 +74,7 @@ def build(
 def _options_class(factory: Callable[..., nn.Module]) -> type:
     """A dataclass of the factory's keyword options, so specs are typed and checked like configs."""
     target = factory.__init__ if inspect.isclass(factory) else factory
-    hints = typing.get_type_hints(target)
+    hints = typing.get_type_hints(target, include_extras=True)
     fields = [
         (name, hints[name], dataclasses.field(default=param.default))
         for name, param in inspect.signature(target).parameters.items()

@@ -9,10 +9,14 @@ GroupNorm is offered because per-example DP clipping cannot use batch statistics
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from gradleak.models.lenet import MAX_WIDTH
 from gradleak.models.norm import norm_layer
+from gradleak.spec import Range
 
 _WIDTHS = (1, 2, 2, 4, 4, 4, 4, 4)
 _POOL_AFTER = (5, 7)
@@ -23,7 +27,7 @@ class ConvNet(nn.Module):
         self,
         in_shape: tuple[int, int, int],
         num_classes: int,
-        width: int = 64,  # IG: width 64 for CIFAR-10
+        width: Annotated[int, Range(1, MAX_WIDTH // 4)] = 64,  # IG: width 64 for CIFAR-10
         norm: str = "batch",  # IG: BatchNorm; "group" for DP-SGD
     ) -> None:
         super().__init__()

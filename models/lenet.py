@@ -9,8 +9,16 @@ from U(-0.5, 0.5).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import nn
+
+from gradleak.spec import Range
+
+
+# Channels (or units) per layer a spec may ask for: 4,096 keeps one layer's weights under a GB.
+MAX_WIDTH = 4096
 
 
 class LeNetZhu(nn.Module):
@@ -18,7 +26,7 @@ class LeNetZhu(nn.Module):
         self,
         in_shape: tuple[int, int, int],
         num_classes: int,
-        width: int = 12,  # DLG: 12 channels
+        width: Annotated[int, Range(1, MAX_WIDTH)] = 12,  # DLG: 12 channels
         init: str = "uniform",  # DLG: U(-0.5, 0.5); "default" keeps PyTorch's init
     ) -> None:
         super().__init__()

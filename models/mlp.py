@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 from torch import nn
+
+from gradleak.models.lenet import MAX_WIDTH
+from gradleak.spec import Range
 
 _ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -14,7 +18,7 @@ class MLP(nn.Module):
         self,
         in_shape: tuple[int, int, int],
         num_classes: int,
-        hidden: tuple[int, ...] = (256, 256),
+        hidden: tuple[Annotated[int, Range(1, MAX_WIDTH)], ...] = (256, 256),
         activation: str = "sigmoid",  # twice differentiable everywhere, like LeNet-Zhu
     ) -> None:
         super().__init__()

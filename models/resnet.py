@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Annotated
 
 import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
 from gradleak.models.norm import norm_layer
+from gradleak.spec import Range
 
 
 def _cifar_stem(channels: int, width: int) -> nn.Conv2d:
@@ -34,7 +36,7 @@ class ResNet20(nn.Module):
         in_shape: tuple[int, int, int],
         num_classes: int,
         norm: str = "batch",
-        blocks_per_stage: int = 3,  # He et al.: n = 3 gives 6n + 2 = 20 layers
+        blocks_per_stage: Annotated[int, Range(1, 100)] = 3,  # He et al.: n = 3 gives 6n + 2 = 20 layers
     ) -> None:
         super().__init__()
         make_norm = partial(norm_layer, norm)

@@ -14,33 +14,34 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Annotated, Literal, Sequence
 
 import numpy as np
 import torch
 
 from gradleak.defenses import register
 from gradleak.defenses.base import Aggregation, Defense, Update
-from gradleak.defenses.secagg.fixedpoint import FixedPoint
+from gradleak.defenses.secagg.fixedpoint import MAX_BITS, MAX_VALUE_BITS, FixedPoint
 from gradleak.defenses.secagg.graph import DESIGN_DROPOUT, SecurityParameters, plan
 from gradleak.defenses.secagg.protocol import Dropouts, run_secagg
 from gradleak.errors import GradleakError
+from gradleak.spec import MAX_CLIENTS, Range, Seed
 
 DropoutRound = Literal["advertise", "share", "mask", "consistency", "unmask"]
 
 
 @dataclass(frozen=True)
 class SecAggConfig:
-    neighbors: int | None = None  # SecAgg+ degree k; None: complete for small cohorts, else O(log n) (graph.py)
-    threshold: int | None = None  # t per neighbourhood of k + 1; None: a majority (above 2/3 if active)
-    bits: int = 32  # b, the ring Z_{2^b}: a masked entry is as large as a float32 (issue 4)
-    value_bits: int | None = None  # k, including the sign; None: the most that cannot wrap for the round
-    clip: float = 8.0  # per-coordinate range [-clip, clip]; model updates stay well inside it
-    dropout: float = 0.0  # fraction of the cohort that drops out (simulated)
+    neighbors: Annotated[int | None, Range(1, MAX_CLIENTS)] = None  # SecAgg+ degree k; None: complete for small cohorts, else O(log n) (graph.py)
+    threshold: Annotated[int | None, Range(2, MAX_CLIENTS)] = None  # t per neighbourhood of k + 1; None: a majority (above 2/3 if active)
+    bits: Annotated[int, Range(1, MAX_BITS)] = 32  # b, the ring Z_{2^b}: a masked entry is as large as a float32 (issue 4)
+    value_bits: Annotated[int | None, Range(2, MAX_VALUE_BITS)] = None  # k, including the sign; None: the most that cannot wrap for the round
+    clip: Annotated[float, Range(0, None, low_open=True)] = 8.0  # per-coordinate range [-clip, clip]; model updates stay well inside it
+    dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0  # fraction of the cohort that drops out (simulated)
     dropout_round: DropoutRound = "mask"  # "mask": after ShareKeys, the costliest case for the server
-    design_dropout: float = DESIGN_DROPOUT  # the dropout rate the default neighbour count is sized for
+    design_dropout: Annotated[float, Range(0, 1, high_open=True)] = DESIGN_DROPOUT  # the dropout rate the default neighbour count is sized for
     active: bool = False  # signed keys and a ConsistencyCheck round against a lying server
-    seed: int | None = None  # who drops and the stochastic rounding; None: from the round's generator
+    seed: Seed | None = None  # who drops and the stochastic rounding; None: from the round's generator
 
     def __post_init__(self) -> None:
         if not 0 <= self.dropout < 1:

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from gradleak.attacks import ATTACKS, build_attack
+from gradleak.attacks.dlg import MAX_ITERATIONS
+from gradleak.commands.options import SEED, field_type, in_dir, in_file, number, out_dir
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
@@ -36,32 +38,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default="lenet-zhu", metavar="SPEC", help="model spec (default lenet-zhu)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", default="photos", help="dataset name (default photos)")
-    source.add_argument("--image", nargs="+", metavar="PATH", help="your own image file(s) instead of a dataset")
-    parser.add_argument("--index", type=int, default=0, help="the victim's first example (default 0)")
-    parser.add_argument("--batch-size", type=int, default=1, help="examples in the victim's update (default 1)")
+    source.add_argument("--image", nargs="+", type=in_file, metavar="PATH", help="your own image file(s) instead of a dataset")
+    parser.add_argument("--index", type=field_type(Scenario, "index"), default=0, help="the victim's first example (default 0)")
+    parser.add_argument("--batch-size", type=field_type(Scenario, "batch_size"), default=1, help="examples in the victim's update (default 1)")
     parser.add_argument("--distinct-labels", action="store_true", help="pick a batch with no repeated label")
-    parser.add_argument("--label", type=int, nargs="+", metavar="L", help="labels of the --image files (default 0)")
-    parser.add_argument("--num-classes", type=int, default=10, help="classes of the model for --image (default 10)")
-    parser.add_argument("--channels", type=int, default=3, choices=(1, 3), help="channels --image is read with")
-    parser.add_argument("--data-root", help="folder of a torchvision dataset")
-    parser.add_argument("--trained-epochs", type=float, default=0.0, help="train the model first (default 0)")
-    parser.add_argument("--model-seed", type=int, default=0, help="seed of the model's initial weights")
+    parser.add_argument("--label", type=field_type(Scenario, "labels"), nargs="+", metavar="L", help="labels of the --image files (default 0)")
+    parser.add_argument("--num-classes", type=field_type(Scenario, "num_classes"), default=10, help="classes of the model for --image (default 10)")
+    parser.add_argument("--channels", type=field_type(Scenario, "channels"), default=3, choices=(1, 3), help="channels --image is read with")
+    parser.add_argument("--data-root", type=in_dir, help="folder of a torchvision dataset")
+    parser.add_argument("--trained-epochs", type=field_type(Scenario, "trained_epochs"), default=0.0, help="train the model first (default 0)")
+    parser.add_argument("--model-seed", type=SEED, default=0, help="seed of the model's initial weights")
     parser.add_argument("--model-mode", choices=("train", "eval"), default="train",
                         help="the mode clients compute updates in (BatchNorm statistics; default train)")
-    parser.add_argument("--local-steps", type=int, default=1,
+    parser.add_argument("--local-steps", type=field_type(Scenario, "local_steps"), default=1,
                         help="FedAvg: local SGD steps; more than 1 uploads a weight delta (default 1: FedSGD)")
-    parser.add_argument("--local-lr", type=float, default=0.1, help="FedAvg: client learning rate (default 0.1)")
-    parser.add_argument("--local-batch-size", type=int, help="FedAvg: mini-batch per step (default: all)")
-    parser.add_argument("--cohort-size", type=int, default=1, help="clients in the round (default 1)")
+    parser.add_argument("--local-lr", type=field_type(Scenario, "learning_rate"), default=0.1, help="FedAvg: client learning rate (default 0.1)")
+    parser.add_argument("--local-batch-size", type=field_type(Scenario, "local_batch_size"), help="FedAvg: mini-batch per step (default: all)")
+    parser.add_argument("--cohort-size", type=field_type(Scenario, "cohort_size"), default=1, help="clients in the round (default 1)")
     parser.add_argument("--known-labels", action="store_true", help="grant the server the labels")
     parser.add_argument("--defense", action="append", default=[], metavar="SPEC", help="a defense (repeatable)")
-    parser.add_argument("--noise-seed", type=int, help="seed DP noise (experiments only; default: OS randomness)")
+    parser.add_argument("--noise-seed", type=SEED, help="seed DP noise (experiments only; default: OS randomness)")
     parser.add_argument("--labels", choices=("joint", "auto", "idlg", "yin", "counts", "known"),
                         help="how the attack gets labels (default: the attack's own)")
-    parser.add_argument("--iterations", type=int, help="the attack's iteration budget")
-    parser.add_argument("--seed", type=int, help="the attack's random seed (default: the spec's, else 0)")
+    parser.add_argument("--iterations", type=number(int, 0, MAX_ITERATIONS), help="the attack's iteration budget")
+    parser.add_argument("--seed", type=SEED, help="the attack's random seed (default: the spec's, else 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--out", default="gradleak-out", help="folder for the PNG (default gradleak-out)")
+    parser.add_argument("--out", type=out_dir, default="gradleak-out", help="folder for the PNG (default gradleak-out)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gradleak.commands.options import number, out_dir, out_file
 from gradleak.eval.claims import FULL, QUICK, claims_page, measure_claims
+from gradleak.spec import MAX_WORKERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,11 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "computed from the numbers. The full set takes about 50 minutes of compute (half that with --workers 2 on 2 free cores).",
     )
     # Never docs/ by default: a trial run in a checkout must not overwrite the published page.
-    parser.add_argument("--out", default="gradleak-out/claims.md",
+    parser.add_argument("--out", type=out_file, default="gradleak-out/claims.md",
                         help="the page to write (default gradleak-out/claims.md; the docs' page: --out docs/claims.md)")
-    parser.add_argument("--results", default="gradleak-out/claims", help="folder for the measurements")
+    parser.add_argument("--results", type=out_dir, default="gradleak-out/claims", help="folder for the measurements")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to try the command (not for the docs)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes for the trainings")
+    parser.add_argument("--workers", type=number(int, 1, MAX_WORKERS), default=1, help="worker processes for the trainings")
     parser.add_argument("--device", default="auto")
     parser.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from gradleak.commands.options import number, out_dir
+from gradleak.spec import MAX_WORKERS
 from gradleak.eval.demo import FULL, QUICK, run_demo
 
 
@@ -18,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report folder. A second run reuses finished results from the same --out.",
     )
     parser.add_argument("--quick", action="store_true", help="a sub-minute version (one dataset, fewer defenses)")
-    parser.add_argument("--out", default="gradleak-out/demo", help="output folder (default gradleak-out/demo)")
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    parser.add_argument("--out", type=out_dir, default="gradleak-out/demo", help="output folder (default gradleak-out/demo)")
+    parser.add_argument("--workers", type=number(int, 1, MAX_WORKERS), default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.set_defaults(func=run)
 

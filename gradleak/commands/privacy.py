@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from gradleak.defenses.accounting import ACCOUNTANTS, PLD_LIMIT, account, calibrate_noise_multiplier
+from gradleak.commands.options import field_type
+from gradleak.defenses.accounting import ACCOUNTANTS, PLD_LIMIT, DPSettings, account, calibrate_noise_multiplier
 from gradleak.eval.metrics import jsonable
 
 
@@ -24,17 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     epsilon = actions.add_parser("epsilon", help="the epsilon a noise multiplier reaches")
-    epsilon.add_argument("--noise-multiplier", type=float, required=True, metavar="SIGMA",
+    epsilon.add_argument("--noise-multiplier", type=field_type(DPSettings, "noise_multiplier"), required=True, metavar="SIGMA",
                          help="noise standard deviation divided by the clip norm")
     epsilon.set_defaults(func=run_epsilon)
     noise = actions.add_parser("noise", help="the smallest noise multiplier that reaches an epsilon")
-    noise.add_argument("--epsilon", type=float, required=True, metavar="EPS", help="the target epsilon")
+    noise.add_argument("--epsilon", type=field_type(DPSettings, "epsilon"), required=True, metavar="EPS", help="the target epsilon")
     noise.set_defaults(func=run_noise)
     for action in (epsilon, noise):
-        action.add_argument("--sample-rate", type=float, default=1.0, metavar="Q",
+        action.add_argument("--sample-rate", type=field_type(DPSettings, "sample_rate"), default=1.0, metavar="Q",
                             help="Poisson sampling rate of an example (or client) per step (default 1)")
-        action.add_argument("--steps", type=int, default=1, metavar="T", help="number of noised steps or rounds (default 1)")
-        action.add_argument("--delta", type=float, default=1e-5, metavar="D", help="the delta of (epsilon, delta)-DP (default 1e-5)")
+        action.add_argument("--steps", type=field_type(DPSettings, "steps"), default=1, metavar="T", help="number of noised steps or rounds (default 1)")
+        action.add_argument("--delta", type=field_type(DPSettings, "delta"), default=1e-5, metavar="D", help="the delta of (epsilon, delta)-DP (default 1e-5)")
         action.add_argument("--accountant", choices=ACCOUNTANTS, default="pld", help="default pld (tight); rdp is an upper bound")
         action.add_argument("--json", action="store_true", help="print one JSON object")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from gradleak.commands.options import in_file, number, out_dir
 from gradleak.eval.report import load_results, write_report
 from gradleak.eval.summary import SUCCESS_DB
 
@@ -16,9 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "secure-aggregation cost sweep, in any mix) and writes DIR/report.md with its figures and "
         "DIR/report.html with everything embedded.",
     )
-    parser.add_argument("results", nargs="+", metavar="RESULTS.jsonl")
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the report")
-    parser.add_argument("--threshold-db", type=float, default=SUCCESS_DB,
+    parser.add_argument("results", nargs="+", type=in_file, metavar="RESULTS.jsonl")
+    parser.add_argument("--out", type=out_dir, required=True, metavar="DIR", help="folder for the report")
+    parser.add_argument("--threshold-db", type=number(float, 0, 1000), default=SUCCESS_DB,
                         help=f"PSNR counted as attack success (default {SUCCESS_DB:g})")
     parser.add_argument("--title", default="gradleak report")
     parser.set_defaults(func=run)

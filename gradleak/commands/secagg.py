@@ -9,11 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradleak.defenses.secagg.fixedpoint import FixedPoint
+from gradleak.commands.options import SEED, number
+from gradleak.defenses.secagg.fixedpoint import MAX_BITS, FixedPoint
 from gradleak.defenses.secagg.graph import SecurityParameters, plan
 from gradleak.defenses.secagg.messages import ROUNDS, TITLES
 from gradleak.defenses.secagg.protocol import Dropouts, SecAggResult, run_secagg
 from gradleak.errors import GradleakError
+from gradleak.spec import MAX_CLIENTS
+
+# Vector entries all clients together hold (n * d): every input and mask is in this one process.
+MAX_ENTRIES = 200_000_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,20 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "random vectors in [-1, 1], check the unmasked sum against the plaintext sum of the "
         "surviving clients' quantised inputs, and print bytes and seconds per party.",
     )
-    parser.add_argument("--clients", type=int, required=True, help="cohort size n")
-    parser.add_argument("--dim", type=int, required=True, help="vector length d")
-    parser.add_argument("--dropout", type=float, default=0.0, help="fraction of clients that drop out (default 0)")
+    parser.add_argument("--clients", type=number(int, 2, MAX_CLIENTS), required=True, help="cohort size n")
+    parser.add_argument("--dim", type=number(int, 1, MAX_ENTRIES), required=True, help="vector length d")
+    parser.add_argument("--dropout", type=number(float, 0, 1, high_open=True), default=0.0, help="fraction of clients that drop out (default 0)")
     parser.add_argument(
         "--dropout-round", choices=ROUNDS, default="mask",
         help="the round they drop at; 'mask' = after ShareKeys, before sending the masked input (default)",
     )
     parser.add_argument(
-        "--threshold", type=int, help="Shamir threshold t per neighbourhood (default: a majority; above 2/3 with --active)"
+        "--threshold", type=number(int, 2, MAX_CLIENTS), help="Shamir threshold t per neighbourhood (default: a majority; above 2/3 with --active)"
     )
-    parser.add_argument("--neighbors", type=int, help="SecAgg+ neighbours k (default: complete for small n, O(log n) otherwise)")
-    parser.add_argument("--bits", type=int, default=32, help="ring Z_2^b of the masked entries (default 32)")
+    parser.add_argument("--neighbors", type=number(int, 1, MAX_CLIENTS), help="SecAgg+ neighbours k (default: complete for small n, O(log n) otherwise)")
+    parser.add_argument("--bits", type=number(int, 1, MAX_BITS), default=32, help="ring Z_2^b of the masked entries (default 32)")
     parser.add_argument("--active", action="store_true", help="active-adversary mode: signatures and a consistency check")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the test vectors and who drops (keys stay random)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed for the test vectors and who drops (keys stay random)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
 
@@ -75,6 +80,11 @@ def simulate(
     """Run the protocol on :func:`test_vector` inputs and check the result against the plaintext."""
     if dim < 1:
         raise GradleakError(f"the vector length must be at least 1, not {dim}")
+    if clients * dim > MAX_ENTRIES:
+        raise GradleakError(
+            f"{clients} clients x {dim} entries is more than the {MAX_ENTRIES:,} one simulation holds in memory; "
+            "lower --clients or --dim"
+        )
     if dropout_round == "consistency" and not active:
         raise GradleakError("dropping out at the consistency round needs active mode (the round exists only there)")
     parameters = plan(clients, neighbors, threshold, active=active)

@@ -6,12 +6,13 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from gradleak.commands.options import SEED, field_type, number, out_dir
 from gradleak.eval.grid import parse_stack
 from gradleak.eval.report import UTILITY_COLUMNS, utility_rows
 from gradleak.eval.runner import run_tasks
 from gradleak.eval.summary import text_table
 from gradleak.eval.utility import UTILITY_RESULTS, UtilityConfig, plan_utility, train_federated
-from gradleak.spec import make_config
+from gradleak.spec import MAX_WORKERS, make_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,19 +26,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--defense", dest="defenses", action="append", metavar="STACK",
                         help="a defense stack: none, a spec, or specs joined by '+' (repeatable; default none)")
-    parser.add_argument("--epsilons", type=float, nargs="+", metavar="E",
+    parser.add_argument("--epsilons", type=number(float, 0, None, low_open=True), nargs="+", metavar="E",
                         help="add one stack MECHANISM:epsilon=E per value (e.g. --epsilons 1 3 8)")
     parser.add_argument("--mechanism", default="dp-fedavg", help="the DP defense --epsilons uses (default dp-fedavg)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--seeds", type=SEED, nargs="+", default=[0], metavar="S")
+    parser.add_argument("--workers", type=number(int, 1, MAX_WORKERS), default=1, help="worker processes (default 1)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--private-noise", action="store_true",
                         help="draw DP noise from the OS CSPRNG (default: seeded, reproducible, not private)")
-    parser.add_argument("--out", default="gradleak-out/utility", help="folder for utility.jsonl")
+    parser.add_argument("--out", type=out_dir, default="gradleak-out/utility", help="folder for utility.jsonl")
     options = parser.add_argument_group("training (defaults in brackets)")
     for f in dataclasses.fields(UtilityConfig):
         options.add_argument("--" + f.name.replace("_", "-"), dest=f"config_{f.name}", metavar=f.name.upper(),
-                             help=f"[{f.default}]")
+                             type=field_type(UtilityConfig, f.name), help=f"[{f.default}]")
     parser.set_defaults(func=run)
 
 

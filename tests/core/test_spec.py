@@ -1,13 +1,13 @@
 """Specs on the command line and in TOML fill typed configs; mistakes name the valid choices."""
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 
 from gradleak.errors import GradleakError
 from gradleak.registry import Registry
-from gradleak.spec import make_config, parse_spec
+from gradleak.spec import Range, make_config, parse_spec
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,27 @@ def test_registry_lists_valid_names():
     assert registry.get("a") == 2 and registry.names() == ["a", "b"]
     with pytest.raises(GradleakError, match="unknown widget 'c'; choose one of: a, b"):
         registry.get("c")
+
+
+@dataclass(frozen=True)
+class Ranged:
+    iterations: Annotated[int, Range(1, 100)] = 10
+    ratio: Annotated[float, Range(0, 1, high_open=True)] = 0.5
+    noise: float = 1.0
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"iterations": "0"}, "iterations='0' for x is out of range; give a whole number between 1 and 100"),
+        ({"iterations": "1e9"}, "iterations='1e9' for x is out of range"),
+        ({"ratio": "1"}, r"ratio='1' for x is out of range; give a finite number in \[0, 1\)"),
+        ({"ratio": "nan"}, "ratio='nan' for x is out of range"),
+        ({"noise": "inf"}, "noise='inf' for x is out of range; give a finite number"),
+        ({"noise": float("nan")}, "noise=nan for x is out of range"),
+    ],
+)
+def test_declared_ranges_and_non_finite_floats_are_refused(params, message):
+    with pytest.raises(GradleakError, match=message):
+        make_config(Ranged, params, "x")
+    assert make_config(Ranged, {"iterations": "100", "ratio": "0"}, "x") == Ranged(100, 0.0)

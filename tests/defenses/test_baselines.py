@@ -63,14 +63,14 @@ def test_fp16_is_a_round_trip_through_half_precision(device):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("prune:ratio=1", "prune ratio"),
+        ("prune:ratio=1", "ratio='1' for defense 'prune' is out of range"),
         ("prune:sparsity=0.5", "valid keys: ratio"),
         ("quantize:bits=1", "between 2 and 24"),
         ("quantise", "choose one of: .*quantize"),
         ("dp-sgd:epsilon=3,noise_multiplier=1", "both given"),
         ("dp-sgd:clip=0,epsilon=1", "clip"),
         ("dp-fedavg:noise_multiplier=1,accountant=gdp", "choose one of: pld, rdp"),
-        ("dp-sgd:noise_multiplier=1,sample_rate=2", "sample rate"),
+        ("dp-sgd:noise_multiplier=1,sample_rate=2", "sample_rate='2'"),
     ],
 )
 def test_bad_specs_name_the_problem(spec, message):

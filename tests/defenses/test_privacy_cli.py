@@ -36,6 +36,7 @@ def test_text_output_names_the_settings(capsys):
 
 
 def test_bad_input_exits_2_with_one_line(capsys):
-    assert main(["privacy", "epsilon", "--noise-multiplier", "1", "--sample-rate", "3"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["privacy", "epsilon", "--noise-multiplier", "1", "--sample-rate", "3"])
     err = capsys.readouterr().err
-    assert err.startswith("gradleak: error: sample rate must be in (0, 1]") and err.count("\n") == 1
+    assert exit_.value.code == 2 and "argument --sample-rate: '3' is out of range" in err and err.count("\n") == 1

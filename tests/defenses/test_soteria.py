@@ -54,5 +54,5 @@ def test_needs_a_linear_layer_and_a_valid_ratio():
     x, y = torch.rand(1, 3, 4, 4), torch.zeros(1, 16)
     with pytest.raises(GradleakError, match="no nn.Linear"):
         build_defense("soteria").step_gradient(model, params, x, y, noise_generator(0))
-    with pytest.raises(GradleakError, match="soteria ratio"):
+    with pytest.raises(GradleakError, match="ratio='1' for defense 'soteria' is out of range"):
         build_defense("soteria:ratio=1")
