@@ -27,7 +27,7 @@ distributed DP under secure aggregation (``dp-distributed``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 
@@ -36,11 +36,12 @@ from gradleak.defenses.accounting import DPSettings
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
 from gradleak.errors import GradleakError
+from gradleak.spec import Range
 
 
 @dataclass(frozen=True)
 class DPFedAvgConfig(DPSettings):
-    clients: float | None = None  # qN, the expected cohort the noised sum is divided by; None: everyone (q = 1)
+    clients: Annotated[float | None, Range(0, 1e9, low_open=True)] = None  # qN, the expected cohort the noised sum is divided by; None: everyone (q = 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()
