@@ -182,6 +182,7 @@ class DPSettings:
     sample_rate: float = 1.0
     steps: int = 1
     accountant: Accountant = "pld"
+    clipping: Literal["fast", "vmap"] = "fast"  # DP-SGD: per-example norms from activations where exact, else vmap
 
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
