@@ -7,7 +7,7 @@ ghost clipping) and ``clipping=vmap`` (per-example gradients), Opacus's ``GradSa
 (``opacus-ghost``: ``GradSampleModuleFastGradientClipping`` + ``DPLossFastGradientClipping``,
 two backward passes). All are timed in interleaved rounds and the median is kept, so machine
 noise hits them alike; what matters are the ratios. Peak memory is measured once per mode in a
-subprocess of its own: the growth of the peak resident set over the steps (CPU), or
+subprocess of its own: the growth of the peak resident set over three steps (CPU, Linux's VmHWM), or
 ``torch.cuda.max_memory_allocated`` (CUDA).
 
     python benchmarks/dp_sgd.py                # LeNet-Zhu (batch 64) and ResNet-18/GroupNorm (batch 32)
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -162,21 +161,28 @@ def setup(case: str, mode: str, device: torch.device) -> Callable[[], None]:
     return MODES[mode](build(spec, SHAPE, CLASSES, seed=0).to(device), x, y)  # a fresh model each
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 2**10  # kB
+
+
 def peak_memory(case: str, mode: str, device: torch.device, steps: int = 3) -> float:
-    """MiB a mode's steps add to the peak: RSS high-water mark (CPU) or CUDA's peak allocation."""
+    """MiB a mode's steps add to the peak: resident set high-water mark (CPU, Linux) or CUDA's peak allocation."""
     step = setup(case, mode, device)
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        with open("/proc/self/clear_refs", "w") as clear:  # "5" resets VmHWM to the current resident set
+            clear.write("5")
+        base = _status_mib("VmRSS")
     for _ in range(steps):
         step()
     if device.type == "cuda":
         sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**10  # ru_maxrss is in KiB on Linux
+        return torch.cuda.max_memory_allocated(device) / 2**20 - base
+    return _status_mib("VmHWM") - base
 
 
 def peak_memory_in_subprocess(case: str, mode: str, args: argparse.Namespace) -> float:
