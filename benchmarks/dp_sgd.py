@@ -1,9 +1,14 @@
-"""DP-SGD step throughput: gradleak against Opacus 1.6 and against a non-private step, in one run.
+"""DP-SGD step throughput and peak memory: gradleak against Opacus 1.6 and a non-private step, in one run.
 
-One step = per-example gradients, clipping, noise and the SGD update (Opacus: GradSampleModule
-+ DPOptimizer; gradleak: the ``dp-sgd`` defense's ``step_gradient`` and the same update; the
-reference: one batch gradient and the update). The three are timed in interleaved rounds and
-the median is kept, so machine noise hits all of them alike; what matters are the ratios.
+One step = per-example clipping, noise and the SGD update. Modes: ``non-private`` (one batch
+gradient and the update), gradleak's ``dp-sgd`` defense with ``clipping=fast`` (book-keeping
+ghost clipping) and ``clipping=vmap`` (per-example gradients), Opacus's ``GradSampleModule`` +
+``DPOptimizer`` (``opacus``, per-example gradients from hooks) and Opacus's ghost clipping
+(``opacus-ghost``: ``GradSampleModuleFastGradientClipping`` + ``DPLossFastGradientClipping``,
+two backward passes). All are timed in interleaved rounds and the median is kept, so machine
+noise hits them alike; what matters are the ratios. Peak memory is measured once per mode in a
+subprocess of its own: the growth of the peak resident set over three steps (CPU, Linux's VmHWM), or
+``torch.cuda.max_memory_allocated`` (CUDA).
 
     python benchmarks/dp_sgd.py                # LeNet-Zhu (batch 64) and ResNet-18/GroupNorm (batch 32)
     python benchmarks/dp_sgd.py --device cuda --rounds 20 --json
@@ -14,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
+import types
 import warnings
 from typing import Callable
-
-import types
 
 import torch
 from torchvision.models.resnet import BasicBlock
@@ -28,7 +34,7 @@ from gradleak.device import resolve_device
 from gradleak.federated import batch_gradient, loss_fn, noise_generator, trainable_names
 from gradleak.models import build
 
-CASES = {  # issue 5: the two settings of the benchmark
+CASES = {  # the two settings of the benchmark
     "lenet-zhu": ("lenet-zhu", 64),
     "resnet18-gn": ("resnet18:norm=group", 32),
 }
@@ -52,8 +58,8 @@ def plain_step(model, x, y) -> Callable[[], None]:
     return step
 
 
-def gradleak_step(model, x, y) -> Callable[[], None]:
-    defense = build_defense("dp-sgd:noise_multiplier=1.0,clip=1.0")
+def gradleak_step(model, x, y, clipping: str) -> Callable[[], None]:
+    defense = build_defense(f"dp-sgd:noise_multiplier=1.0,clip=1.0,clipping={clipping}")
     names = trainable_names(model)
     params = {n: p.detach().clone() for n, p in model.named_parameters()}
     generator = noise_generator(0, x.device)
@@ -72,10 +78,7 @@ def _basic_block_out_of_place(block: BasicBlock, x: torch.Tensor) -> torch.Tenso
     return block.relu(block.bn2(block.conv2(out)) + identity)
 
 
-def opacus_step(model, x, y) -> Callable[[], None]:
-    from opacus import GradSampleModule
-    from opacus.optimizers import DPOptimizer
-
+def _opacus_ready(model) -> None:
     # Opacus 1.6 wraps each layer's output for its full backward hooks, and autograd forbids
     # in-place changes to those: make ReLUs and torchvision's residual `out += identity` out of place.
     for layer in model.modules():
@@ -84,6 +87,13 @@ def opacus_step(model, x, y) -> Callable[[], None]:
         if isinstance(layer, BasicBlock):
             layer.forward = types.MethodType(_basic_block_out_of_place, layer)
     warnings.filterwarnings("ignore", message="Full backward hook is firing")  # inputs need no grad here
+
+
+def opacus_step(model, x, y) -> Callable[[], None]:
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    _opacus_ready(model)
     module = GradSampleModule(model)
     optimizer = DPOptimizer(
         torch.optim.SGD(module.parameters(), lr=LR), noise_multiplier=1.0, max_grad_norm=1.0,
@@ -96,6 +106,36 @@ def opacus_step(model, x, y) -> Callable[[], None]:
         optimizer.step()
 
     return step
+
+
+def opacus_ghost_step(model, x, y) -> Callable[[], None]:
+    from opacus.grad_sample import GradSampleModuleFastGradientClipping
+    from opacus.optimizers import DPOptimizerFastGradientClipping
+    from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+    _opacus_ready(model)
+    module = GradSampleModuleFastGradientClipping(model, max_grad_norm=1.0, use_ghost_clipping=True)
+    optimizer = DPOptimizerFastGradientClipping(
+        torch.optim.SGD(module.parameters(), lr=LR), noise_multiplier=1.0, max_grad_norm=1.0,
+        expected_batch_size=len(x),
+    )
+    criterion = DPLossFastGradientClipping(module, optimizer, torch.nn.CrossEntropyLoss())
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        criterion(module(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+MODES: dict[str, Callable[..., Callable[[], None]]] = {
+    "non-private": plain_step,
+    "gradleak-fast": lambda model, x, y: gradleak_step(model, x, y, "fast"),
+    "gradleak-vmap": lambda model, x, y: gradleak_step(model, x, y, "vmap"),
+    "opacus": opacus_step,
+    "opacus-ghost": opacus_ghost_step,
+}
 
 
 def measure(steps: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, float]:
@@ -113,27 +153,61 @@ def measure(steps: dict[str, Callable[[], None]], rounds: int, device: torch.dev
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench(case: str, rounds: int, device: torch.device) -> dict[str, float]:
+def setup(case: str, mode: str, device: torch.device) -> Callable[[], None]:
     spec, batch = CASES[case]
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch, *SHAPE, generator=generator).to(device)
     y = torch.randint(CLASSES, (batch,), generator=generator).to(device)
-    make = lambda: build(spec, SHAPE, CLASSES, seed=0).to(device)  # noqa: E731  (one fresh model each)
-    seconds = measure(
-        {"non-private": plain_step(make(), x, y), "gradleak": gradleak_step(make(), x, y), "opacus": opacus_step(make(), x, y)},
-        rounds,
-        device,
-    )
-    rate = {name: batch / s for name, s in seconds.items()}
+    return MODES[mode](build(spec, SHAPE, CLASSES, seed=0).to(device), x, y)  # a fresh model each
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 2**10  # kB
+
+
+def peak_memory(case: str, mode: str, device: torch.device, steps: int = 3) -> float:
+    """MiB a mode's steps add to the peak: resident set high-water mark (CPU, Linux) or CUDA's peak allocation."""
+    step = setup(case, mode, device)
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
+    else:
+        with open("/proc/self/clear_refs", "w") as clear:  # "5" resets VmHWM to the current resident set
+            clear.write("5")
+        base = _status_mib("VmRSS")
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20 - base
+    return _status_mib("VmHWM") - base
+
+
+def peak_memory_in_subprocess(case: str, mode: str, args: argparse.Namespace) -> float:
+    # One process per mode: a high-water mark only ever rises, so modes cannot share one.
+    command = [sys.executable, __file__, "--memory-of", mode, "--case", case, "--device", args.device, "--threads", str(args.threads)]
+    return float(subprocess.run(command, check=True, capture_output=True, text=True).stdout.split()[-1])
+
+
+def bench(case: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    batch = CASES[case][1]
+    seconds = measure({mode: setup(case, mode, device) for mode in MODES}, args.rounds, device)
+    rate = {mode: batch / s for mode, s in seconds.items()}
+    memory = {mode: peak_memory_in_subprocess(case, mode, args) for mode in MODES} if args.memory else {}
+    best_opacus = max(("opacus", "opacus-ghost"), key=rate.get)
     return {
         "case": case,
         "batch": batch,
         "device": str(device),
         "threads": torch.get_num_threads(),
-        **{f"{name}_samples_per_s": r for name, r in rate.items()},
-        "gradleak_vs_opacus": rate["gradleak"] / rate["opacus"],
-        "gradleak_overhead_vs_non_private": seconds["gradleak"] / seconds["non-private"],
-        "opacus_overhead_vs_non_private": seconds["opacus"] / seconds["non-private"],
+        **{f"{mode}_samples_per_s": r for mode, r in rate.items()},
+        **{f"{mode}_peak_mib": m for mode, m in memory.items()},
+        "best_opacus": best_opacus,
+        "fast_vs_best_opacus": rate["gradleak-fast"] / rate[best_opacus],
+        "fast_vs_vmap": rate["gradleak-fast"] / rate["gradleak-vmap"],
+        "fast_overhead_vs_non_private": seconds["gradleak-fast"] / seconds["non-private"],
     }
 
 
@@ -143,19 +217,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="timed steps of each (default 10)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on the CPU (default 1)")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    parser.add_argument("--memory-of", choices=MODES, help=argparse.SUPPRESS)  # the per-mode subprocess
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    results = [bench(case, args.rounds, device) for case in args.case or CASES]
+    if args.memory_of:
+        print(peak_memory(args.case[0], args.memory_of, device))
+        return
+    results = [bench(case, args, device) for case in args.case or CASES]
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'case':<12} {'batch':>5} {'non-private':>12} {'gradleak':>9} {'opacus':>9}  (samples/s)  gradleak/opacus  DP overhead")
     for r in results:
+        print(f"{r['case']} batch {r['batch']} on {r['device']}, {r['threads']} thread(s)")
+        for mode in MODES:
+            memory = f"{r[f'{mode}_peak_mib']:>9.0f} MiB peak" if args.memory else ""
+            print(f"  {mode:<14} {r[f'{mode}_samples_per_s']:>10.1f} samples/s {memory}")
         print(
-            f"{r['case']:<12} {r['batch']:>5} {r['non-private_samples_per_s']:>12.1f} {r['gradleak_samples_per_s']:>9.1f} "
-            f"{r['opacus_samples_per_s']:>9.1f}  {r['gradleak_vs_opacus']:>26.2f}x  {r['gradleak_overhead_vs_non_private']:>10.2f}x"
+            f"  fast / best Opacus ({r['best_opacus']}): {r['fast_vs_best_opacus']:.2f}x   fast / vmap: "
+            f"{r['fast_vs_vmap']:.2f}x   DP step / plain step: {r['fast_overhead_vs_non_private']:.2f}x"
         )
 
 

@@ -40,6 +40,7 @@ from gradleak.defenses import noise, register
 from gradleak.defenses.accounting import DPSettings
 from gradleak.defenses.base import Defense, Update
 from gradleak.defenses.gaussian import add_noise, clip_factors
+from gradleak.defenses.ghost_clipping import clipped_gradient_sum
 from gradleak.errors import GradleakError
 
 Params = dict[str, torch.Tensor]
@@ -104,7 +105,7 @@ class DPSGD(Defense):
             x, y = x[chosen.to(x.device)], y[chosen.to(y.device)]
         names = federated.trainable_names(model)
         if len(x):
-            summed = clipped_sum(per_example_gradients(model, params, x, y), clip)
+            summed = clipped_gradient_sum(model, params, x, y, clip, self.config.clipping)
         else:  # an empty lot still releases (pure) noise, or its emptiness would show
             check_per_example(model)
             summed = {n: torch.zeros_like(params[n]) for n in names}
