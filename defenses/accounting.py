@@ -186,7 +186,6 @@ class DPSettings:
     sample_rate: Annotated[float, Range(0, 1, low_open=True)] = 1.0
     steps: Annotated[int, Range(1, MAX_STEPS)] = 1
     accountant: Accountant = "pld"
-    clipping: Literal["fast", "vmap"] = "fast"  # DP-SGD: per-example norms from activations where exact, else vmap
 
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:

@@ -29,7 +29,8 @@ statistics) is per-example and allowed.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -82,16 +83,21 @@ def clipped_sum(per_example: Params, clip: float) -> Params:
     return {n: torch.einsum("b,b...->...", factors, g) for n, g in per_example.items()}
 
 
+@dataclass(frozen=True)
+class DPSGDSettings(DPSettings):
+    clipping: Literal["fast", "vmap"] = "fast"  # per-example norms from activations where exact (Li et al. 2022), else vmap
+
+
 @register
 class DPSGD(Defense):
     """Clipped, noised per-example gradients in every local step; accounted at the example level."""
 
     name = "dp-sgd"
     stage = "step"
-    Config: ClassVar[type] = DPSettings
+    Config: ClassVar[type] = DPSGDSettings
     samples_lot: ClassVar[bool] = True  # each step is handed the whole local dataset and samples its lot
 
-    def __init__(self, config: DPSettings | None = None) -> None:
+    def __init__(self, config: DPSGDSettings | None = None) -> None:
         super().__init__(config)
         self.sigma = self.config.sigma  # calibrate once, now, so a bad epsilon fails before training
 

@@ -170,10 +170,10 @@ def test_removing_one_example_moves_each_steps_clipped_sum_by_at_most_clip(rate,
     local = LocalTraining("fedavg", local_steps=3, learning_rate=0.0, batch_size=4)
     stack = build_stack([f"dp-sgd:noise_multiplier=0,clip={clip},sample_rate={rate}"])
     sums, coins, replay = [], [], []
-    clipped, draw = dp_sgd.clipped_sum, noise.poisson_mask
+    clipped, draw = dp_sgd.clipped_gradient_sum, noise.poisson_mask
 
-    def record_sum(per_example, c):
-        out = clipped(per_example, c)
+    def record_sum(*args):
+        out = clipped(*args)
         sums.append(torch.cat([g.flatten() for g in out.values()]).double())
         return out
 
@@ -183,7 +183,7 @@ def test_removing_one_example_moves_each_steps_clipped_sum_by_at_most_clip(rate,
         coins.append(draw(n, q, generator))
         return coins[-1]
 
-    monkeypatch.setattr(dp_sgd, "clipped_sum", record_sum)
+    monkeypatch.setattr(dp_sgd, "clipped_gradient_sum", record_sum)
     monkeypatch.setattr(noise, "poisson_mask", coupled_coins)
     Client(0, x, y).upload(model, NORM, local, stack, noise_generator(0))
     full, full_coins = sums[:], coins[:]
