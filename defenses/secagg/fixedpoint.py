@@ -117,7 +117,8 @@ class FixedPoint:
         x = np.asarray(x, dtype=np.float64)
         if not np.isfinite(x).all():
             raise GradleakError("cannot encode NaN or infinite values for secure aggregation")
-        y = np.clip(x, -self.clip, self.clip) * (self.levels / self.clip)
+        # Clip on the grid itself: c * (L / c) can round above L, and SR would then give L + 1.
+        y = np.clip(x * (self.levels / self.clip), -self.levels, self.levels)
         floor = np.floor(y)
         return (floor + (rng.random(y.shape) < (y - floor))).astype(np.int64)
 
