@@ -234,7 +234,8 @@ def plan(
     if active and 2 * t <= k + 1:
         raise GradleakError(
             f"active mode needs a threshold above half the neighbourhood of {k + 1} (at least {(k + 1) // 2 + 1}), "
-            f"not {t}: otherwise a lying server can show two halves different survivor lists"
+            f"not {t}: otherwise a lying server can show two halves different survivor lists (sparse graphs "
+            "default to active mode; ask for passive mode explicitly to accept that risk)"
         )
     return SecurityParameters(clients, k, t, active)
 
