@@ -139,7 +139,8 @@ class KeyBroadcast(Message):
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + sum(m.nbytes - KIND_BYTES for m in self.keys.values())
+        # Relayed adverts travel without their kind byte and session id (the client knows both).
+        return HEADER_BYTES + sum(m.nbytes - KIND_BYTES - len(m.session) for m in self.keys.values())
 
 
 @dataclass(frozen=True, eq=False)
