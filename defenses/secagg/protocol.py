@@ -4,8 +4,8 @@
 to the server, drops clients at the rounds a :class:`Dropouts` schedule names, and records the
 bytes every party sends and receives and the seconds each spends computing (client and server
 alike, measured around their own code only). Clients are simulated one after another, and each
-client's input is asked for only when it masks it, so memory stays at one vector per party
-in flight plus the server's running sum, even for 10,000 clients.
+client's input is asked for only when it masks it; the server holds round 2's masked uploads
+until that round closes (so an excluded client's never enters the sum), then only the sum.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ and collects one reply per live client with :meth:`SecAggServer.receive`, which 
 for another round, from a client that was not asked, a second reply from the same client, or one
 with wrong lengths, raising :class:`ProtocolError` before touching any state. Closing a round
 fixes the set of live clients: U1 (advertised keys), U2 (shared keys), U3 (sent masked inputs),
-U4 (signed U3, active mode), U5 (sent shares). Masked inputs are summed as they arrive, so the
-server never holds more than one vector per client only when asked to keep them.
+U4 (signed U3, active mode), U5 (sent shares). Masked inputs are held until round 2 closes and
+then summed over U3 (one vector per client during that round; kept after it only when asked).
 
 Unmasking (round 4) removes the masks from z = sum_{u in U3} y_u:
 
@@ -40,7 +40,6 @@ from gradleak.defenses.secagg.fixedpoint import ring_dtype
 from gradleak.defenses.secagg.graph import Graph, SecurityParameters
 from gradleak.defenses.secagg.messages import (
     TITLES,
-    binding,
     AdvertiseKeys,
     ConsistencySignature,
     KeyBroadcast,
@@ -55,6 +54,7 @@ from gradleak.defenses.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
     advert_payload,
+    binding,
     seed_commitment,
     survivors_payload,
     upload_payload,
