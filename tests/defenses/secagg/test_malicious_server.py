@@ -184,6 +184,60 @@ def test_a_disconnected_survivor_graph_is_refused(session):
         s.step(skip={0, 4})  # {1, 2, 3} and {5, 6, 7}: each part's sum could be unmasked
 
 
+# SecAgg+ on the circulant C_10(1, 2) (k = 4, m = 5), victim 0 with neighbours 1, 2, 8, 9. Each
+# liar h is told that the clients CLAIMS[h] dropped: every neighbour w of the victim is "dropped"
+# for t = 3 of its holders, while no client is told more than m - t = 2 clients dropped, so none
+# sees too few survivors. No client colludes.
+RING = Graph(tuple(frozenset({(u + d) % 10 for d in (-2, -1, 1, 2)}) for u in range(10)))
+CLAIMS = {1: {2, 9}, 9: {1, 8}, 2: {1}, 8: {9}, 3: {1, 2}, 7: {8, 9}, 4: {2}, 6: {8}}
+
+
+def sparse_attack(s) -> np.ndarray:
+    """Rebuild the mask keys of all the victim's neighbours, then its self-mask seed, and strip
+    every mask off its upload (the review's attack on passive SecAgg+, scaled down)."""
+    everyone, victim = frozenset(range(10)), 0
+    views = {h: everyone - CLAIMS.get(h, set()) for h in range(10)}
+    signatures = {}
+    if s.parameters.active:
+        for h in range(10):
+            signatures[h] = s.clients[h].handle(SurvivorList(h, views[h], 10)).signature
+    key_shares = {w: [] for w in RING.neighbors[victim]}
+    seed_shares = []
+    for h in range(10):
+        holders = RING.neighborhood(h)
+        shown = {u: sig for u, sig in signatures.items() if u in holders and views[u] == views[h]}
+        response = s.clients[h].handle(UnmaskRequest(h, holders & views[h], holders - views[h], shown))
+        for w, y in response.key_shares.items():
+            key_shares.setdefault(w, []).append((point(h), y))
+        if victim in response.self_mask_shares:
+            seed_shares.append((point(h), response.self_mask_shares[victim]))
+    t, bound = s.parameters.threshold, s.server.bound
+    upload = next(m.vector for m in s.server.masked_uploads if m.sender == victim).copy()
+    prg.add_mask(upload, shamir.reconstruct(seed_shares, t).to_bytes(32, "little"), -1)
+    victim_public = s.server.adverts[victim].mask_public
+    for w in RING.neighbors[victim]:  # all larger than the victim: it added +PRG(s_0w)
+        key = keys.private_key_from_int(shamir.reconstruct(key_shares[w], t))
+        prg.add_mask(upload, keys.agree(key, victim_public, MASK_PURPOSE, bound), -1)
+    return upload
+
+
+def test_passive_secagg_plus_lets_a_lying_server_read_an_input_without_colluders(session):
+    s = session(10, dim=16, neighbors=4, active=False, graph=RING)
+    assert s.parameters.threshold == 3 and not s.parameters.resists_lying_server
+    for _ in range(3):
+        s.step()
+    assert np.array_equal(sparse_attack(s), s.inputs[0])
+
+
+def test_the_default_active_mode_stops_that_attack_on_the_same_graph(session):
+    s = session(10, dim=16, neighbors=4, graph=RING)
+    assert s.parameters.active and s.parameters.threshold == 4
+    for _ in range(3):
+        s.step()
+    with pytest.raises(ProtocolAbort, match="survived; threshold is 4"):
+        sparse_attack(s)
+
+
 def test_sparse_graphs_default_to_active_mode_and_say_what_passive_mode_risks():
     sparse = plan(1000)
     assert sparse.active and not sparse.complete and 2 * sparse.threshold > sparse.neighborhood
