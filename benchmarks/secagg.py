@@ -35,10 +35,11 @@ from gradleak.defenses.secagg.graph import plan
 CLIP = 1.0  # random_input is uniform in [-1, 1]
 
 def run_ours(
-    clients: int, dim: int, dropout: float = 0.0, neighbors: int | None = None, threshold: int | None = None, seed: int = 0
+    clients: int, dim: int, dropout: float = 0.0, neighbors: int | None = None, threshold: int | None = None,
+    seed: int = 0, active: bool | None = None,
 ) -> dict[str, Any]:
     """One session on random vectors, checked against the plaintext sum (``gradleak secagg``'s run)."""
-    sim = simulate(clients, dim, dropout, "mask", neighbors, threshold, seed=seed)
+    sim = simulate(clients, dim, dropout, "mask", neighbors, threshold, active=active, seed=seed)
     return {
         **sim.result.summary(),
         "dropout": dropout,
@@ -217,7 +218,9 @@ def flower_comparison(clients: int, dim: int, neighbors: int, seed: int) -> list
     for label, k in (("complete graph (SecAgg)", None), (f"{neighbors} neighbours (SecAgg+)", neighbors)):
         m = clients if k is None else k + 1
         threshold = m // 2 + 1
-        ours = run_ours(clients, dim, neighbors=clients - 1 if k is None else k, threshold=threshold, seed=seed)
+        # Flower's SecAgg(+) is passive: compare like with like.
+        ours = run_ours(clients, dim, neighbors=clients - 1 if k is None else k, threshold=threshold, seed=seed,
+                        active=False)
         flower = run_flower(clients, dim, None if k is None else m, threshold, seed)
         rows.append({
             "setting": label, "clients": clients, "dim": dim, "threshold": threshold,

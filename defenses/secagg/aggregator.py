@@ -40,7 +40,7 @@ class SecAggConfig:
     dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0  # fraction of the cohort that drops out (simulated)
     dropout_round: DropoutRound = "mask"  # "mask": after ShareKeys, the costliest case for the server
     design_dropout: Annotated[float, Range(0, 1, high_open=True)] = DESIGN_DROPOUT  # the dropout rate the default neighbour count is sized for
-    active: bool = False  # signed keys and a ConsistencyCheck round against a lying server
+    active: bool | None = None  # signed keys and a ConsistencyCheck round; None: on for sparse graphs
     seed: Seed | None = None  # who drops and the stochastic rounding; None: from the round's generator
 
     def __post_init__(self) -> None:

@@ -10,11 +10,17 @@ Secrets: c_u (X25519, encrypts shares), s_u (X25519, pairwise masks) and the sel
 (32 bytes from ``os.urandom``). s_u^SK and b_u are Shamir-shared t-of-m over the client's
 neighbourhood; for any other client v the client later reveals either its share of b_v (v
 survived) or of s_v^SK (v dropped), never both.
+
+The server is not trusted with the parameters: the client's own :class:`ClientPolicy` fixes the
+mode and the lowest threshold it accepts, and everything the Setup fixes (session, cohort, graph
+digest, threshold, shape, mode) is hashed into the session binding that salts every key, is the
+associated data of every encrypted share and is signed in active mode.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
@@ -38,7 +44,9 @@ from gradleak.defenses.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
     advert_payload,
+    seed_commitment,
     survivors_payload,
+    upload_payload,
 )
 
 SESSION_BYTES = 16
@@ -50,13 +58,36 @@ def share_plaintext_size() -> int:
     return 2 * ID_BYTES + 2 * shamir.share_size()
 
 
-def share_associated_data(session: bytes, sender: int, recipient: int) -> bytes:
-    return session + sender.to_bytes(ID_BYTES, "little") + recipient.to_bytes(ID_BYTES, "little")
+def share_associated_data(bound: bytes, sender: int, recipient: int) -> bytes:
+    return bound + sender.to_bytes(ID_BYTES, "little") + recipient.to_bytes(ID_BYTES, "little")
 
 
 def point(client: int) -> int:
     """Client v's Shamir evaluation point x_v = v + 1 (nonzero)."""
     return client + 1
+
+
+@dataclass(frozen=True)
+class ClientPolicy:
+    """What a client requires of the server's Setup, whatever the server asks for.
+
+    In active mode 2t > m is always required (Bonawitz et al. 2017, Sec. 6): with t <= m/2 a
+    server shows two halves of a neighbourhood different survivor lists, each half signs its own,
+    and the server collects t shares of both secrets of a victim.
+    """
+
+    active: bool = False  # the mode required: a Setup for the other mode is refused
+    min_fraction: float = 0.0  # t must exceed this fraction of the neighbourhood m (at least 1/2 in active mode)
+    min_threshold: int = 2  # and be at least this
+
+
+def read_share(plaintext: bytes) -> tuple[int, int, int, int]:
+    """(sender, recipient, share of s^SK, share of b) from a decrypted share pair."""
+    width = shamir.share_size()
+    sender = int.from_bytes(plaintext[:ID_BYTES], "little")
+    recipient = int.from_bytes(plaintext[ID_BYTES : 2 * ID_BYTES], "little")
+    key_share = int.from_bytes(plaintext[2 * ID_BYTES : 2 * ID_BYTES + width], "little")
+    return sender, recipient, key_share, int.from_bytes(plaintext[2 * ID_BYTES + width :], "little")
 
 
 class SecAggClient:
@@ -68,11 +99,14 @@ class SecAggClient:
         encoded_input: Callable[[], np.ndarray],
         identity: Ed25519PrivateKey | None = None,
         pki: Mapping[int, bytes] | None = None,
+        policy: ClientPolicy | None = None,
     ) -> None:
         self.id = client_id
         self._encoded_input = encoded_input
         self._identity = identity
         self._pki = dict(pki or {})
+        # A client that holds an identity key requires active mode unless told otherwise.
+        self.policy = policy or ClientPolicy(active=identity is not None)
         self.expecting: type[Message] | None = Setup
 
     def handle(self, message: Message) -> Message:
@@ -100,15 +134,32 @@ class SecAggClient:
             raise ProtocolError(f"threshold {message.threshold} is impossible with {len(neighbors)} neighbours")
         if message.dim < 1 or not 1 <= message.bits <= 64:
             raise ProtocolError(f"invalid vector length {message.dim} or ring size 2^{message.bits}")
+        self._check_policy(message, len(neighbors) + 1)
         if message.active and (self._identity is None or any(v not in self._pki for v in neighbors)):
             raise ProtocolError(f"client {self.id} needs an identity key and its neighbours' in the PKI for active mode")
+        if len(message.graph) != 32:
+            raise ProtocolError(f"the graph digest must be 32 bytes, not {len(message.graph)}")
         cipher, mask = keys.KeyPair.generate(), keys.KeyPair.generate()
+        bound = message.bound
         signature = b""
         if message.active:
-            signature = keys.sign(self._identity, advert_payload(message.session, self.id, cipher.public, mask.public))
-        self.setup, self.cipher, self.mask = message, cipher, mask
+            signature = keys.sign(self._identity, advert_payload(bound, self.id, cipher.public, mask.public))
+        self.setup, self.bound, self.cipher, self.mask = message, bound, cipher, mask
         self.expecting = KeyBroadcast
-        return AdvertiseKeys(self.id, cipher.public, mask.public, signature)
+        return AdvertiseKeys(self.id, cipher.public, mask.public, signature, message.session)
+
+    def _check_policy(self, message: Setup, m: int) -> None:
+        """Refuse a mode or threshold the client's own policy forbids (the server's word is not enough)."""
+        policy, t = self.policy, message.threshold
+        if message.active != policy.active:
+            wanted, got = ("active", "passive") if policy.active else ("passive", "active")
+            raise ProtocolError(f"client {self.id} requires {wanted} mode but the server's Setup asks for {got}")
+        fraction = max(policy.min_fraction, 0.5) if policy.active else policy.min_fraction
+        if t < policy.min_threshold or t <= fraction * m:
+            raise ProtocolError(
+                f"threshold {t} of a neighbourhood of {m} is below client {self.id}'s policy (t >= "
+                f"{policy.min_threshold} and t > {fraction:g} m{', i.e. 2t > m in active mode' if policy.active else ''})"
+            )
 
     # Round 1: ShareKeys
 
@@ -133,7 +184,7 @@ class SecAggClient:
                 raise ProtocolError(f"client {v}'s public keys are not {keys.PUBLIC_KEY_BYTES} bytes")
             publics += [advert.cipher_public, advert.mask_public]
             if setup.active and not keys.verify(
-                self._pki[v], advert.signature, advert_payload(setup.session, v, advert.cipher_public, advert.mask_public)
+                self._pki[v], advert.signature, advert_payload(self.bound, v, advert.cipher_public, advert.mask_public)
             ):
                 raise ProtocolAbort(f"client {v}'s key advertisement is not signed by client {v}: the server is lying")
         if len(set(publics)) != len(publics):
@@ -153,17 +204,18 @@ class SecAggClient:
             if v == self.id:
                 own_shares = (key_share, seed_share)
                 continue
-            cipher_keys[v] = keys.agree(self.cipher.private, advertised[v].cipher_public, SHARE_PURPOSE, setup.session)
+            cipher_keys[v] = keys.agree(self.cipher.private, advertised[v].cipher_public, SHARE_PURPOSE, self.bound)
             plaintext = (
                 self.id.to_bytes(ID_BYTES, "little")
                 + v.to_bytes(ID_BYTES, "little")
                 + key_share.to_bytes(width, "little")
                 + seed_share.to_bytes(width, "little")
             )
-            ciphertexts[v] = keys.seal(cipher_keys[v], plaintext, share_associated_data(setup.session, self.id, v))
+            ciphertexts[v] = keys.seal(cipher_keys[v], plaintext, share_associated_data(self.bound, self.id, v))
         self.peers, self.self_mask_seed, self.own_shares, self.cipher_keys = advertised, self_mask_seed, own_shares, cipher_keys
         self.expecting = SharesRelay
-        return ShareKeys(self.id, ciphertexts)
+        commitment = seed_commitment(self.bound, self.id, self_mask_seed)
+        return ShareKeys(self.id, ciphertexts, commitment, setup.session)
 
     # Round 2: MaskedInputCollection
 
@@ -188,21 +240,43 @@ class SecAggClient:
                 f"client {self.id}'s encoded input has shape {x.shape} and dtype {x.dtype}; "
                 f"the session needs ({setup.dim},) {dtype}"
             )
+        held = self._open_shares(received)
+        rejected = frozenset(received) - held.keys()
+        if len(held) + 1 < setup.threshold:
+            raise ProtocolAbort(
+                f"client {self.id} holds valid shares from {len(held)} neighbours (clients {sorted(rejected)} sent "
+                f"shares that do not open); with itself that is fewer than the threshold {setup.threshold}"
+            )
         y = np.array(x, dtype=dtype, copy=True)
         prg.add_mask(y, self.self_mask_seed, +1)
-        for v in received:
-            seed = keys.agree(self.mask.private, self.peers[v].mask_public, MASK_PURPOSE, setup.session)
+        for v in held:  # not with a client whose shares failed: the server excludes it
+            seed = keys.agree(self.mask.private, self.peers[v].mask_public, MASK_PURPOSE, self.bound)
             prg.add_mask(y, seed, +1 if v > self.id else -1)
         if setup.bits < 8 * dtype.itemsize:
             y &= dtype.type((1 << setup.bits) - 1)
-        self.received = received
+        self.held = held
         self.expecting = SurvivorList if setup.active else UnmaskRequest
-        return MaskedInput(self.id, y)
+        signature = keys.sign(self._identity, upload_payload(self.bound, self.id, y)) if setup.active else b""
+        return MaskedInput(self.id, y, rejected, signature, setup.session)
+
+    def _open_shares(self, received: Mapping[int, bytes]) -> dict[int, tuple[int, int]]:
+        """Decrypt every share pair now, so a sender of garbage is caught before masking, not at
+        unmasking; returns (share of s_v^SK, share of b_v) for each v whose pair opened."""
+        held: dict[int, tuple[int, int]] = {}
+        for v, blob in received.items():
+            try:
+                plaintext = keys.open_sealed(self.cipher_keys[v], blob, share_associated_data(self.bound, v, self.id))
+            except ProtocolError:
+                continue
+            sender, recipient, key_share, seed_share = read_share(plaintext)
+            if (sender, recipient) == (v, self.id) and key_share < shamir.PRIME and seed_share < shamir.PRIME:
+                held[v] = (key_share, seed_share)
+        return held
 
     @property
     def share_holders(self) -> frozenset[int]:
-        """U2 as this client sees it: the clients whose shares it holds, itself included."""
-        return frozenset(self.received) | {self.id}
+        """U2 as this client sees it: the clients whose valid shares it holds, itself included."""
+        return frozenset(self.held) | {self.id}
 
     # Round 3: ConsistencyCheck (active mode)
 
@@ -216,10 +290,10 @@ class SecAggClient:
             raise ProtocolError("the survivor list names neighbours that never shared keys")
         if len(local) < setup.threshold:
             raise ProtocolAbort(f"only {len(local)} of client {self.id}'s neighbourhood survived; threshold is {setup.threshold}")
-        signature = keys.sign(self._identity, survivors_payload(setup.session, survivors, setup.cohort))
+        signature = keys.sign(self._identity, survivors_payload(self.bound, survivors, setup.cohort))
         self.survivors = survivors
         self.expecting = UnmaskRequest
-        return ConsistencySignature(self.id, signature)
+        return ConsistencySignature(self.id, signature, setup.session)
 
     # Round 4: Unmasking
 
@@ -239,35 +313,23 @@ class SecAggClient:
             raise ProtocolAbort(f"only {len(survivors)} survivors around client {self.id}; threshold is {setup.threshold}")
         if setup.active:
             self._check_consistency(survivors, message.signatures)
-        width = shamir.share_size()
         key_shares: dict[int, int] = {}
         seed_shares: dict[int, int] = {}
         for v in survivors | dropped:
-            if v == self.id:
-                key_share, seed_share = self.own_shares
-            else:
-                plaintext = keys.open_sealed(
-                    self.cipher_keys[v], self.received[v], share_associated_data(setup.session, v, self.id)
-                )
-                sender = int.from_bytes(plaintext[:ID_BYTES], "little")
-                recipient = int.from_bytes(plaintext[ID_BYTES : 2 * ID_BYTES], "little")
-                if (sender, recipient) != (v, self.id):
-                    raise ProtocolError(f"the share relayed as client {v}'s was written by {sender} for {recipient}")
-                key_share = int.from_bytes(plaintext[2 * ID_BYTES : 2 * ID_BYTES + width], "little")
-                seed_share = int.from_bytes(plaintext[2 * ID_BYTES + width :], "little")
+            key_share, seed_share = self.own_shares if v == self.id else self.held[v]
             if v in survivors:
                 seed_shares[v] = seed_share
             else:
                 key_shares[v] = key_share
         self.expecting = None
-        return UnmaskResponse(self.id, seed_shares, key_shares)
+        return UnmaskResponse(self.id, seed_shares, key_shares, setup.session)
 
     def _check_consistency(self, survivors: frozenset[int], signatures: Mapping[int, bytes]) -> None:
         """Active mode: the request must match the survivor list every signer signed (Bonawitz Fig. 4, round 4)."""
         setup = self.setup
         if survivors != self.survivors & self.share_holders:
             raise ProtocolAbort(f"the server told client {self.id} a survivor set other than the one it signed")
-        payload = survivors_payload(setup.session, self.survivors, setup.cohort)
+        payload = survivors_payload(self.bound, self.survivors, setup.cohort)
         neighborhood = setup.neighbors | {self.id}
         for v, signature in signatures.items():
             if v not in neighborhood or not keys.verify(self._pki[v], signature, payload):

@@ -17,7 +17,7 @@ With the default b = 32 a masked entry is a uint32: no larger than the float32 i
 numpy's unsigned arithmetic wraps modulo 2^(8 * itemsize), which is a multiple of R, so the
 ring operations are plain ``+``/``-`` followed by :meth:`FixedPoint.reduce`.
 
-Distributed DP (issue 5) adds integer noise on this same grid: quantise with :meth:`quantize`,
+Distributed DP adds integer noise on this same grid: quantise with :meth:`quantize`,
 add the noise to the signed integers, then map with :meth:`to_ring`; pass the largest total noise
 magnitude as ``headroom`` to :meth:`check_budget`.
 """
@@ -51,7 +51,7 @@ class FixedPoint:
 
     clip: float
     value_bits: int
-    bits: int = 32  # b = 32: a masked entry is the size of a float32 (issue 4)
+    bits: int = 32  # b = 32: a masked entry is the size of a float32
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip) and self.clip > 0):
@@ -117,7 +117,8 @@ class FixedPoint:
         x = np.asarray(x, dtype=np.float64)
         if not np.isfinite(x).all():
             raise GradleakError("cannot encode NaN or infinite values for secure aggregation")
-        y = np.clip(x, -self.clip, self.clip) * (self.levels / self.clip)
+        # Clip on the grid itself: c * (L / c) can round above L, and SR would then give L + 1.
+        y = np.clip(x * (self.levels / self.clip), -self.levels, self.levels)
         floor = np.floor(y)
         return (floor + (rng.random(y.shape) < (y - floor))).astype(np.int64)
 

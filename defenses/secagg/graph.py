@@ -23,11 +23,13 @@ is the complete graph. That k grows like log n (about 40 at n = 100 and 60 at n 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
+import numpy as np
 from scipy.stats import binom
 
 from gradleak.errors import GradleakError
@@ -57,6 +59,15 @@ class Graph:
     def neighborhood(self, u: int) -> frozenset[int]:
         """N[u] = N(u) + {u}: the parties holding shares of u's secrets."""
         return self._neighborhoods[u]
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 of the adjacency lists: the participants and who masks with whom, bound into
+        the session so that every client that completes it was shown the same graph."""
+        h = hashlib.sha256(self.n.to_bytes(4, "little"))
+        for nb in self.neighbors:
+            h.update(len(nb).to_bytes(4, "little") + np.array(sorted(nb), dtype="<u4").tobytes())
+        return h.digest()
 
     @cached_property
     def _neighborhoods(self) -> tuple[frozenset[int], ...]:
@@ -169,6 +180,14 @@ class SecurityParameters:
     def failure_rate(self, dropout: float) -> float:
         return unmask_failure_rate(self.clients, self.neighbors, self.threshold, dropout)
 
+    @property
+    def resists_lying_server(self) -> bool:
+        """Whether a server that lies about who dropped still learns only the sum: in active mode,
+        or on the complete graph. Passive SecAgg+ does not: claiming each of a client's neighbours
+        dropped to a different few of their share holders rebuilds their mask keys, after which the
+        client's self-mask seed alone unmasks its input, with no colluding client."""
+        return self.active or self.complete
+
     def describe(self, dropout: float | None = None) -> str:
         graph = "complete graph" if self.complete else f"random {self.neighbors}-regular graph (SecAgg+)"
         server = "an active (lying) server" if self.active else "an honest-but-curious server"
@@ -177,6 +196,10 @@ class SecurityParameters:
             f"each neighbourhood tolerates {self.tolerated_dropouts} dropouts; {server} learns only "
             f"the sum unless it colludes with more than {self.collusion_bound} clients of one neighbourhood"
         )
+        if not self.resists_lying_server:
+            text += "; a server that lies about dropouts can read single inputs on this sparse graph: use active mode"
+        elif self.active:
+            text += "; keys, session binding, survivor list and masked inputs are signed"
         if dropout:
             text += f"; expected unrecoverable neighbourhoods at {dropout:.0%} dropout: {self.failure_rate(dropout):.2g}"
         return text
@@ -187,11 +210,18 @@ def plan(
     neighbors: int | None = None,
     threshold: int | None = None,
     design_dropout: float = DESIGN_DROPOUT,
-    active: bool = False,
+    active: bool | None = None,
 ) -> SecurityParameters:
-    """Fill in the defaults and check a (neighbours, threshold) choice for a cohort."""
+    """Fill in the defaults and check a (neighbours, threshold) choice for a cohort.
+
+    ``active=None`` picks active mode exactly when the graph is sparse: passive SecAgg+ does not
+    resist a server that lies about dropouts (:attr:`SecurityParameters.resists_lying_server`).
+    """
     if clients < 2:
         raise GradleakError(f"secure aggregation needs at least 2 clients, not {clients}: one client's sum is its input")
+    if active is None:
+        sparse = (default_neighbors(clients, design_dropout) if neighbors is None else neighbors) < clients - 1
+        return plan(clients, neighbors, threshold, design_dropout, sparse)
     k = default_neighbors(clients, design_dropout, active) if neighbors is None else neighbors
     if not 1 <= k <= clients - 1:
         raise GradleakError(f"neighbors must be between 1 and {clients - 1} for {clients} clients, not {k}")
@@ -204,7 +234,8 @@ def plan(
     if active and 2 * t <= k + 1:
         raise GradleakError(
             f"active mode needs a threshold above half the neighbourhood of {k + 1} (at least {(k + 1) // 2 + 1}), "
-            f"not {t}: otherwise a lying server can show two halves different survivor lists"
+            f"not {t}: otherwise a lying server can show two halves different survivor lists (sparse graphs "
+            "default to active mode; ask for passive mode explicitly to accept that risk)"
         )
     return SecurityParameters(clients, k, t, active)
 

@@ -75,6 +75,16 @@ def agree(private: X25519PrivateKey, peer_public: bytes, purpose: bytes, session
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=session, info=b"gradleak/secagg/" + purpose).derive(shared)
 
 
+def usable_public_key(public: bytes) -> bool:
+    """Whether X25519 with this public key gives a shared secret at all: low-order points (the
+    all-zero key among them) give the all-zero secret, which OpenSSL refuses (RFC 7748, Sec. 6.1)."""
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError:
+        return False
+    return True
+
+
 def seal(key: bytes, plaintext: bytes, associated: bytes) -> bytes:
     """AES-256-GCM: nonce || ciphertext || tag."""
     nonce = os.urandom(NONCE_BYTES)

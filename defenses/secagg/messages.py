@@ -11,6 +11,7 @@ survivor sets as a bitmap over the cohort.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import ClassVar, Mapping
@@ -50,14 +51,37 @@ def bitmap(ids: frozenset[int], cohort: int) -> bytes:
     return np.packbits(members, bitorder="little").tobytes()
 
 
-def advert_payload(session: bytes, sender: int, cipher_public: bytes, mask_public: bytes) -> bytes:
+DIGEST_BYTES = 32
+
+
+def binding(session: bytes, cohort: int, threshold: int, graph: bytes, dim: int, bits: int, active: bool) -> bytes:
+    """SHA-256 of everything a Setup fixes: session id, participants (cohort and graph digest),
+    threshold, vector shape and mode. It salts every derived key, is the associated data of every
+    encrypted share and is signed in active mode, so clients shown different parameters cannot
+    complete one session together and no message carries over to another session."""
+    fixed = b"".join(x.to_bytes(4, "little") for x in (cohort, threshold, dim, bits, int(active)))
+    return hashlib.sha256(b"gradleak/secagg/session" + session + fixed + graph).digest()
+
+
+def advert_payload(bound: bytes, sender: int, cipher_public: bytes, mask_public: bytes) -> bytes:
     """What a client signs in AdvertiseKeys (active mode): its keys bound to itself and the session."""
-    return b"advertise" + session + sender.to_bytes(ID_BYTES, "little") + cipher_public + mask_public
+    return b"advertise" + bound + sender.to_bytes(ID_BYTES, "little") + cipher_public + mask_public
 
 
-def survivors_payload(session: bytes, survivors: frozenset[int], cohort: int) -> bytes:
+def survivors_payload(bound: bytes, survivors: frozenset[int], cohort: int) -> bytes:
     """What a client signs in ConsistencyCheck: the survivor set U3 of this session."""
-    return b"survivors" + session + bitmap(survivors, cohort)
+    return b"survivors" + bound + bitmap(survivors, cohort)
+
+
+def upload_payload(bound: bytes, sender: int, vector: np.ndarray) -> bytes:
+    """What a client signs with its masked input (active mode): the vector's digest in this session."""
+    return b"masked" + bound + sender.to_bytes(ID_BYTES, "little") + hashlib.sha256(vector.tobytes()).digest()
+
+
+def seed_commitment(bound: bytes, sender: int, seed: bytes) -> bytes:
+    """H(session, u, b_u): lets the server check a reconstructed self-mask seed, as s_u^PK checks
+    a reconstructed s_u^SK (a hash commitment; b_u is 256 uniform bits, so it hides b_u)."""
+    return hashlib.sha256(b"self-mask" + bound + sender.to_bytes(ID_BYTES, "little") + seed).digest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,7 +106,8 @@ class Message:
 
 @dataclass(frozen=True, eq=False)
 class Setup(Message):
-    """Round 0 request: the session, the client's neighbours (SecAgg+ graph) and the parameters."""
+    """Round 0 request: the session, the client's neighbours (SecAgg+ graph), the digest of the
+    whole graph and the parameters."""
 
     round = "advertise"
     recipient: int
@@ -93,10 +118,15 @@ class Setup(Message):
     dim: int
     bits: int
     active: bool = False
+    graph: bytes = bytes(DIGEST_BYTES)
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + len(self.session) + 3 * 4 + 2 + ID_BYTES * len(self.neighbors)
+        return HEADER_BYTES + len(self.session) + 3 * 4 + 2 + len(self.graph) + ID_BYTES * len(self.neighbors)
+
+    @property
+    def bound(self) -> bytes:
+        return binding(self.session, self.cohort, self.threshold, self.graph, self.dim, self.bits, self.active)
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +139,8 @@ class KeyBroadcast(Message):
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + sum(m.nbytes - KIND_BYTES for m in self.keys.values())
+        # Relayed adverts travel without their kind byte and session id (the client knows both).
+        return HEADER_BYTES + sum(m.nbytes - KIND_BYTES - len(m.session) for m in self.keys.values())
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,7 +187,8 @@ class UnmaskRequest(Message):
         return HEADER_BYTES + ids + sum(ID_BYTES + len(s) for s in self.signatures.values())
 
 
-# Client -> server
+# Client -> server: every reply names the session it belongs to (16 bytes), so one from another
+# session is refused; in active mode the signatures cover the whole session binding.
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,32 +200,42 @@ class AdvertiseKeys(Message):
     cipher_public: bytes
     mask_public: bytes
     signature: bytes = b""
+    session: bytes = b""
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + len(self.cipher_public) + len(self.mask_public) + len(self.signature)
+        return HEADER_BYTES + len(self.session) + len(self.cipher_public) + len(self.mask_public) + len(self.signature)
 
 
 @dataclass(frozen=True, eq=False)
 class ShareKeys(Message):
-    """Round 1 reply: e_{u,v} = AE(c_uv, u || v || share of s_u^SK || share of b_u) per neighbour v."""
+    """Round 1 reply: e_{u,v} = AE(c_uv, u || v || share of s_u^SK || share of b_u) per neighbour v,
+    and the commitment H(session, u, b_u) to the self-mask seed."""
 
     round = "share"
     sender: int
     ciphertexts: Mapping[int, bytes] = field(default_factory=dict)
+    commitment: bytes = b""
+    session: bytes = b""
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + sum(ID_BYTES + len(c) for c in self.ciphertexts.values())
+        body = sum(ID_BYTES + len(c) for c in self.ciphertexts.values())
+        return HEADER_BYTES + len(self.session) + len(self.commitment) + body
 
 
 @dataclass(frozen=True, eq=False)
 class MaskedInput(Message):
-    """Round 2 reply: y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) in Z_R."""
+    """Round 2 reply: y_u = x_u + PRG(b_u) + sum_{v>u} PRG(s_uv) - sum_{v<u} PRG(s_uv) in Z_R, the
+    neighbours whose encrypted shares failed to open (u masked with none of them), and in active
+    mode u's signature on the vector."""
 
     round = "mask"
     sender: int
     vector: np.ndarray
+    rejected: frozenset[int] = frozenset()
+    signature: bytes = b""
+    session: bytes = b""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -201,7 +243,8 @@ class MaskedInput(Message):
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + self.vector.nbytes
+        extra = len(self.session) + ID_BYTES * (1 + len(self.rejected)) + len(self.signature)
+        return HEADER_BYTES + self.vector.nbytes + extra
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,10 +254,11 @@ class ConsistencySignature(Message):
     round = "consistency"
     sender: int
     signature: bytes
+    session: bytes = b""
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + len(self.signature)
+        return HEADER_BYTES + len(self.session) + len(self.signature)
 
 
 @dataclass(frozen=True, eq=False)
@@ -225,8 +269,9 @@ class UnmaskResponse(Message):
     sender: int
     self_mask_shares: Mapping[int, int] = field(default_factory=dict)
     key_shares: Mapping[int, int] = field(default_factory=dict)
+    session: bytes = b""
 
     @property
     def nbytes(self) -> int:
         count = len(self.self_mask_shares) + len(self.key_shares)
-        return HEADER_BYTES + count * (ID_BYTES + share_size())
+        return HEADER_BYTES + len(self.session) + count * (ID_BYTES + share_size())

@@ -26,8 +26,13 @@ def keystream(seed: bytes, nbytes: int) -> bytes:
     """``nbytes`` of the AES-256-CTR keystream under ``seed``."""
     if len(seed) != SEED_BYTES:
         raise GradleakError(f"a mask seed must be {SEED_BYTES} bytes, not {len(seed)}")
+    return ctr_keystream(seed, _COUNTER_BLOCK, nbytes)
+
+
+def ctr_keystream(key: bytes, counter_block: bytes, nbytes: int) -> bytes:
+    """AES-CTR keystream from ``counter_block`` (NIST SP 800-38A, Sec. 6.5): E_K(T_1) || E_K(T_2) || ..."""
     # CTR is a stream mode: update() returns every byte and finalize() adds none.
-    return Cipher(algorithms.AES(seed), modes.CTR(_COUNTER_BLOCK)).encryptor().update(_zeros(nbytes))
+    return Cipher(algorithms.AES(key), modes.CTR(counter_block)).encryptor().update(_zeros(nbytes))
 
 
 @lru_cache(maxsize=8)

@@ -4,8 +4,8 @@
 to the server, drops clients at the rounds a :class:`Dropouts` schedule names, and records the
 bytes every party sends and receives and the seconds each spends computing (client and server
 alike, measured around their own code only). Clients are simulated one after another, and each
-client's input is asked for only when it masks it, so memory stays at one vector per party
-in flight plus the server's running sum, even for 10,000 clients.
+client's input is asked for only when it masks it; the server holds round 2's masked uploads
+until that round closes (so an excluded client's never enters the sum), then only the sum.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class SecAggResult:
     cost: Cost
     components: int
     masked_uploads: tuple[MaskedInput, ...] = ()
+    excluded: Mapping[int, str] = field(default_factory=dict)  # client -> why the server left it out
+    cheaters: frozenset[int] = frozenset()  # clients caught sending forged unmasking shares
 
     @property
     def dropped(self) -> frozenset[int]:
@@ -108,9 +110,13 @@ class SecAggResult:
             "bits": self.bits,
             "neighbors": self.parameters.neighbors,
             "threshold": self.parameters.threshold,
+            "active": self.parameters.active,
+            "resists_lying_server": self.parameters.resists_lying_server,
             "tolerated_dropouts": self.parameters.tolerated_dropouts,
             "survivors": len(self.survivors),
             "dropped": len(self.dropped),
+            "excluded": len(self.excluded),
+            "cheaters": len(self.cheaters),
             "survivor_components": self.components,
             "client_bytes_sent": sent,
             "client_bytes_received": received,
@@ -196,4 +202,6 @@ def run_secagg(
         cost=cost,
         components=graph.components(server.survivors),
         masked_uploads=tuple(server.masked_uploads),
+        excluded=dict(server.excluded),
+        cheaters=frozenset(server.cheaters),
     )

@@ -98,3 +98,16 @@ def reconstruct(shares: Sequence[tuple[int, int]], threshold: int, prime: int = 
     chosen = sorted(shares[:threshold])
     weights = lagrange_at_zero(tuple(x for x, _ in chosen), prime)
     return sum(w * y for w, (_, y) in zip(weights, chosen)) % prime
+
+
+def evaluate(shares: Sequence[tuple[int, int]], x: int, prime: int = PRIME) -> int:
+    """f(x) for the polynomial of degree < len(shares) through ``shares``: checks a spare share
+    against a reconstruction (Lagrange interpolation at x, Shamir 1979)."""
+    value = 0
+    for i, (xi, yi) in enumerate(shares):
+        weight = 1
+        for j, (xj, _) in enumerate(shares):
+            if j != i:
+                weight = weight * (x - xj) * pow(xi - xj, -1, prime) % prime
+        value = (value + weight * yi) % prime
+    return value

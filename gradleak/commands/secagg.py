@@ -41,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--neighbors", type=number(int, 1, MAX_CLIENTS), help="SecAgg+ neighbours k (default: complete for small n, O(log n) otherwise)")
     parser.add_argument("--bits", type=number(int, 1, MAX_BITS), default=32, help="ring Z_2^b of the masked entries (default 32)")
-    parser.add_argument("--active", action="store_true", help="active-adversary mode: signatures and a consistency check")
+    parser.add_argument(
+        "--active", action=argparse.BooleanOptionalAction, default=None,
+        help="active-adversary mode: signatures and a consistency check (default: on for sparse graphs, "
+        "where passive SecAgg+ lets a lying server read inputs)",
+    )
     parser.add_argument("--seed", type=SEED, default=0, help="seed for the test vectors and who drops (keys stay random)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
@@ -74,7 +78,7 @@ def simulate(
     neighbors: int | None = None,
     threshold: int | None = None,
     bits: int = 32,
-    active: bool = False,
+    active: bool | None = None,
     seed: int = 0,
 ) -> Simulation:
     """Run the protocol on :func:`test_vector` inputs and check the result against the plaintext."""
@@ -85,9 +89,9 @@ def simulate(
             f"{clients} clients x {dim} entries is more than the {MAX_ENTRIES:,} one simulation holds in memory; "
             "lower --clients or --dim"
         )
-    if dropout_round == "consistency" and not active:
-        raise GradleakError("dropping out at the consistency round needs active mode (the round exists only there)")
     parameters = plan(clients, neighbors, threshold, active=active)
+    if dropout_round == "consistency" and not parameters.active:
+        raise GradleakError("dropping out at the consistency round needs active mode (the round exists only there)")
     encoder = FixedPoint.fitting(clients, clip=1.0, bits=bits)
 
     def inputs(u: int) -> np.ndarray:
@@ -123,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "dropout": args.dropout,
         "dropout_round": args.dropout_round,
         "dropouts": len(sim.dropouts.all()),
-        "active": args.active,
+        "active": sim.parameters.active,
         "value_bits": sim.encoder.value_bits,
         "max_error": sim.max_error,
         "seconds": sim.seconds,
@@ -166,6 +170,9 @@ def print_report(report: dict, result: SecAggResult) -> None:
         ("server bytes sent / received", f"{report['server_bytes_sent']:,} / {report['server_bytes_received']:,}"),
         ("largest error of the mean vs float", f"{report['max_error']:.2e}"),
         ("survivor graph components", str(report["survivor_components"])),
+        ("mode; resists a lying server", f"{'active' if report['active'] else 'passive'}; "
+                                         f"{'yes' if report['resists_lying_server'] else 'NO (sparse, passive)'}"),
+        ("clients excluded / caught cheating", f"{report['excluded']} / {report['cheaters']}"),
         ("wall time (all parties, one process)", f"{report['seconds']:.2f} s"),
     ]
     width = max(len(k) for k, _ in rows)

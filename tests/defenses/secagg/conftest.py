@@ -15,8 +15,9 @@ from gradleak.defenses.secagg.server import SecAggServer
 class Session:
     """n clients with random inputs in Z_2^bits and a server; ``requests`` are the pending server messages."""
 
-    def __init__(self, n: int, dim: int = 16, neighbors=None, threshold=None, active=False, bits=32, seed=0, graph=None):
+    def __init__(self, n: int, dim: int = 16, neighbors=None, threshold=None, active=None, bits=32, seed=0, graph=None):
         self.parameters = plan(n, neighbors, threshold, active=active)
+        active = self.parameters.active
         self.graph = graph or build_graph(self.parameters)
         self.bits, self.dtype = bits, ring_dtype(bits)
         rng = np.random.default_rng(seed)

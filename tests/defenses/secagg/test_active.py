@@ -40,7 +40,7 @@ def test_passive_mode_with_a_threshold_of_half_lets_a_lying_server_read_one_inpu
     upload = next(m.vector for m in s.server.masked_uploads if m.sender == VICTIM).copy()
     prg.add_mask(upload, seed, -1)
     for v in range(N - 1):  # every other client has a smaller id, so the victim subtracted PRG(s_v,victim)
-        pairwise = keys.agree(mask_key, s.server.adverts[v].mask_public, MASK_PURPOSE, s.server.session)
+        pairwise = keys.agree(mask_key, s.server.adverts[v].mask_public, MASK_PURPOSE, s.server.bound)
         prg.add_mask(upload, pairwise, +1)
     assert np.array_equal(upload, s.inputs[VICTIM])
 

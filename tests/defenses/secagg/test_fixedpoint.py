@@ -96,3 +96,14 @@ def test_invalid_settings_are_refused(kwargs):
 def test_nan_is_refused():
     with pytest.raises(GradleakError, match="NaN"):
         FixedPoint(1.0, 8).encode(np.array([np.nan]), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("clip", [0.7, 0.1, 3.3])
+def test_quantize_stays_on_the_grid_at_the_clip_edge_with_48_value_bits(clip):
+    # c * (L / c) rounds above L for ~1.6% of values at clip 0.7; SR must still never give L + 1.
+    encoder = FixedPoint(clip=clip, value_bits=48, bits=64)
+    edge = np.concatenate([np.full(20_000, clip), np.full(20_000, -clip), np.full(2_000, 5 * clip),
+                           np.nextafter(np.full(2_000, clip), 0), np.random.default_rng(0).uniform(-clip, clip, 4_000)])
+    q = encoder.quantize(edge, np.random.default_rng(1))
+    assert np.abs(q).max() == encoder.levels  # reached, never passed
+    assert (q[:20_000] >= encoder.levels - 1).all() and (q[20_000:40_000] <= 1 - encoder.levels).all()

@@ -23,7 +23,7 @@ def cohort(sizes, seed=0):
             for k, n in enumerate(sizes)]
 
 
-@pytest.mark.parametrize("spec", ["secagg:seed=1", "secagg:seed=1,neighbors=4,threshold=2,dropout=0.34"])
+@pytest.mark.parametrize("spec", ["secagg:seed=1", "secagg:seed=1,neighbors=4,threshold=2,dropout=0.34,active=false"])
 def test_the_server_sees_only_the_weighted_mean_of_the_contributors(spec):
     model = build("mlp", (1, 8, 8), 3, seed=0)
     clients = cohort([1, 2, 3, 2, 1, 3])
@@ -57,9 +57,10 @@ def test_the_aggregate_is_seeded_by_the_round():
 
 
 def test_cli_checks_the_sum_and_reports_cost_as_json(capsys):
-    assert main(["secagg", "--clients", "12", "--dim", "300", "--dropout", "0.25", "--neighbors", "6", "--json"]) == 0
+    assert main(["secagg", "--clients", "12", "--dim", "300", "--dropout", "0.25", "--neighbors", "6", "--no-active", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["correct"] is True and report["survivors"] == 9 and report["neighbors"] == 6
+    assert report["resists_lying_server"] is False and "use active mode" in report["security"]
     for key in ("expansion", "client_bytes_sent", "server_seconds", "client_seconds"):
         assert report[key] > 0
 

@@ -3,9 +3,11 @@
 import itertools
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import chi2_contingency, chisquare
 
 from gradleak.defenses.secagg import shamir
 from gradleak.errors import GradleakError
@@ -47,7 +49,8 @@ def test_several_secrets_are_shared_independently():
 @pytest.mark.parametrize("prime,t", [(11, 3), (13, 2), (7, 4)])
 def test_t_minus_1_shares_are_consistent_with_every_secret_exactly_once(prime, t):
     """Information-theoretic secrecy on a small field: for t - 1 observed shares, every candidate
-    secret has exactly one polynomial of degree t - 1 through them, so all are equally likely."""
+    secret has exactly one polynomial of degree t - 1 through them, so all are equally likely.
+    This is the algebra; that ``split`` really draws the coefficients at random is tested below."""
     (shares,) = shamir.split([5], t, list(range(1, t + 1)), prime=prime)
     observed = list(zip(range(1, t), shares[: t - 1]))
     consistent = {s: 0 for s in range(prime)}
@@ -72,3 +75,34 @@ def test_coefficients_cover_the_field_uniformly_enough():
 def test_bad_arguments_are_refused(secrets, t, points, message):
     with pytest.raises(GradleakError, match=message):
         shamir.split(secrets, t, points)
+
+
+RUNS, SMALL_PRIME = 4000, 101  # ~40 draws per field element
+ALPHA = 1e-6  # false-alarm rate of each statistical test (coefficients are fresh each run)
+
+
+def _first_shares(secret: int, t: int) -> np.ndarray:
+    """The t - 1 shares at x = 1, ..., t - 1 of ``secret`` over many fresh splits."""
+    return np.array([shamir.split([secret], t, list(range(1, t + 1)), prime=SMALL_PRIME)[0][: t - 1]
+                     for _ in range(RUNS)])
+
+
+@pytest.mark.parametrize("t", [2, 3])
+def test_t_minus_1_shares_of_a_fixed_secret_are_uniform_over_the_field(t):
+    shares = _first_shares(42, t)
+    for column in shares.T:
+        assert chisquare(np.bincount(column, minlength=SMALL_PRIME)).pvalue > ALPHA
+    assert np.mean(shares == 42) < 3 / SMALL_PRIME  # a share is the secret no more often than chance
+
+
+def test_shares_of_two_secrets_are_indistinguishable():
+    a, b = _first_shares(0, 3)[:, 0], _first_shares(77, 3)[:, 0]
+    table = np.stack([np.bincount(a, minlength=SMALL_PRIME), np.bincount(b, minlength=SMALL_PRIME)])
+    assert chi2_contingency(table).pvalue > ALPHA
+
+
+def test_shares_in_the_real_field_never_repeat_or_equal_the_secret():
+    secret = random.getrandbits(256)
+    shares = [y for _ in range(20) for y in shamir.split([secret], 3, [1, 2, 3, 4, 5])[0]]
+    assert secret not in shares and len(set(shares)) == len(shares)
+    assert min(y.bit_length() for y in shares) > 480  # spread over GF(2^521 - 1), not near the 256-bit secret
