@@ -43,7 +43,7 @@ class CostPoint:
         argv = ["secagg", "--clients", str(self.clients), "--dim", str(self.dim), "--dropout", str(self.dropout),
                 "--dropout-round", self.dropout_round, "--seed", str(self.seed), "--json"]
         argv += ["--neighbors", str(self.neighbors)] if self.neighbors is not None else []
-        return argv + (["--active"] if self.active else [])
+        return argv + (["--active"] if self.active else ["--no-active"])  # explicit: sparse graphs default to active
 
 
 def measure(point: CostPoint) -> dict[str, Any]:
