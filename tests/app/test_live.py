@@ -18,7 +18,7 @@ from gradleak.errors import GradleakError
 
 # A short budget leaves the search mid-way, where the PSNR depends on every step: a run that
 # differs from the CLI's in seed, start or scoring lands far from it.
-SHORT = "idlg:iterations=150,restarts=1"
+SHORT = "idlg:iterations=150,restarts=1"  # seeds 0 and 3 end 0.02 dB apart, float64 reruns within 1e-9
 
 
 def cli_psnr(config: LiveConfig, capsys, tmp_path) -> float:
@@ -61,21 +61,27 @@ def test_frames_show_the_search_and_the_last_one_scores_as_the_cli_does(capsys, 
     assert final.done and final.image.shape == final.truth.shape == (32, 32, 1)
     assert frames[0].psnr < final.psnr - 3  # the picture visibly improves
     assert [p for _, p, _ in final.curve] == [f.psnr for f in frames]
-    assert final.psnr == pytest.approx(cli_psnr(config, capsys, tmp_path), abs=0.05)
+    assert final.psnr == pytest.approx(cli_psnr(config, capsys, tmp_path), abs=1e-3)
 
 
-def test_the_page_shows_epsilon_and_bytes_of_the_defenses():
+def test_the_page_shows_epsilon_and_the_bytes_the_protocol_measures(capsys):
     config = LiveConfig(dataset="faces", attack="idlg:iterations=20,restarts=1", cohort_size=2,
                         defenses=("dp-sgd:epsilon=8", "secagg"), noise_seed=0)
     final = list(live_attack(config, interval=0))[-1]
     assert final.cost["epsilon"] == pytest.approx(8, rel=0.01) and final.cost["mechanism"] == "dp-sgd"
     assert final.cost["server_sees"] == "only the aggregate"
-    # masked upload plus keys and shares: more than the plain float32 update, well under twice it
-    assert final.cost["plaintext_bytes"] < final.cost["client_bytes"] < 2 * final.cost["plaintext_bytes"]
+    # the same protocol run alone, for the face model's 9,074 parameters
+    capsys.readouterr()
+    assert main(["secagg", "--clients", "2", "--dim", "9074", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert final.cost["client_bytes"] == alone["client_bytes_sent"] + alone["client_bytes_received"]
+    assert final.cost["plaintext_bytes"] == alone["plaintext_bytes"]
 
 
 def test_closing_the_stream_stops_the_attack():
-    stream = live_attack(LiveConfig(attack="dlg:iterations=100000,restarts=1,abandon_stalled=false"), interval=0)
+    # under strong DP noise the search never solves, and it may not give up: only a stop ends it early
+    stream = live_attack(LiveConfig(attack="dlg:iterations=100000,restarts=1,abandon_stalled=false",
+                                    defenses=("dp-sgd:epsilon=1",), noise_seed=0), interval=0)
     next(stream)
     stream.close()
     deadline = time.monotonic() + 20
