@@ -60,3 +60,18 @@ def test_a_run_from_the_page_shows_the_clis_reconstruction_and_nothing_leaves_th
     cli = json.loads(capsys.readouterr().out)["psnr"]
     assert cli > 40 and shown == pytest.approx(cli, abs=0.01)  # the page shows two decimals
     assert outside == [], f"the page reached beyond this machine: {outside}"
+
+
+@pytest.mark.timeout(120)
+def test_an_upload_that_is_not_an_image_is_refused_on_the_page(app_url, browser, tmp_path):
+    fake = tmp_path / "holiday.png"
+    fake.write_text("this is a text file, not a picture")
+    page = browser.new_page()
+    page.goto(app_url)
+    page.get_by_label("my upload").check()
+    page.locator("input[type=file]").set_input_files(str(fake))
+    page.get_by_text("holiday.png").first.wait_for(timeout=20_000)  # the upload arrived
+    page.locator("#run").click()
+    page.get_by_text("is not an image Pillow can read").first.wait_for(timeout=20_000)
+    assert page.locator("#final-psnr").count() == 0
+    page.close()
