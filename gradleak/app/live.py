@@ -171,16 +171,11 @@ def live_attack(config: LiveConfig, interval: float = 0.25, stop: threading.Even
     worker.start()
     curve: list[tuple[int, float, float]] = []
     try:
-        latest, finished, shown = None, False, -math.inf
-        while not finished:
-            item = checks.get()
-            finished = item is None
-            latest = latest if finished else item
-            if latest is not None and (finished or time.monotonic() - shown >= interval):
-                frame = _frame(*latest, truth, curve)
-                latest, shown = None, time.monotonic()
-                if not finished:
-                    yield frame
+        shown = -math.inf
+        for evaluations, images in iter(checks.get, None):
+            if time.monotonic() - shown >= interval:
+                yield _frame(evaluations, images, truth, curve)
+                shown = time.monotonic()
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
