@@ -1,5 +1,18 @@
-"""Shared test setup: one intra-op thread per worker (the suite runs with ``pytest -n 2`` on 2 cores)."""
+"""Shared test setup: the numeric path is set here, for the whole run, never by the library.
+
+One intra-op thread per worker (the suite runs with ``pytest -n 2`` on 2 cores), and oneDNN on
+or off as ``--onednn`` says (default on), so CI can run the numeric tests on both CPU backends:
+``pytest --onednn=off tests/attacks tests/defenses``.
+"""
 
 import torch
 
-torch.set_num_threads(1)
+from gradleak.compute import Compute, parse_switch
+
+
+def pytest_addoption(parser):
+    parser.addoption("--onednn", default="on", choices=("on", "off"), help="oneDNN CPU convolutions (default on)")
+
+
+def pytest_configure(config):
+    Compute(threads=1, onednn=parse_switch(config.getoption("--onednn"))).apply()

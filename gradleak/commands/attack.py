@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from gradleak.attacks import ATTACKS, build_attack
+from gradleak.compute import Compute
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
@@ -136,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         "labels": None if reconstruction.labels is None else reconstruction.labels.tolist(),
         "true_labels": round_.truth.labels.tolist(),
         "device": str(device),
+        "compute": Compute.current().record(),
         "png": str(png),
         "info": {k: v for k, v in reconstruction.info.items() if isinstance(v, (int, float, str, bool))},
     }
