@@ -317,6 +317,7 @@ class LBFGSSettings:
     floor: float = 1e-6
     # False runs every start to its budget whatever its progress, as DLG's 300 steps do: for
     # comparisons at a fixed budget, where a start given up at ~650 evaluations is not DLG at 10,000.
+    # A start whose loss turns non-finite ends all the same (diverged): no point is left to go on from.
     abandon: bool = True
 
     def stalled(self, losses: Sequence[float], score: float) -> bool:
