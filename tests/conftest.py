@@ -5,7 +5,7 @@ or off as ``--onednn`` says (default on), so CI can run the numeric tests on bot
 ``pytest --onednn=off tests/attacks tests/defenses``.
 """
 
-import torch
+import pytest
 
 from gradleak.compute import Compute, parse_switch
 
@@ -16,3 +16,9 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     Compute(threads=1, onednn=parse_switch(config.getoption("--onednn"))).apply()
+
+
+@pytest.fixture
+def onednn(request) -> str:
+    """The run's ``--onednn`` value, for tests that call the CLI (whose own default is on)."""
+    return request.config.getoption("--onednn")
