@@ -70,3 +70,17 @@ def test_compute_refuses_a_thread_count_below_one(threads):
 
     with pytest.raises(GradleakError, match="threads must be a whole number of at least 1"):
         Compute(threads=threads)
+
+
+def test_cuda_searches_turn_tf32_off_and_restore_the_callers_flags():
+    """The one process-wide flag pair the engine touches (checked without a GPU: the flags are plain globals)."""
+    from types import SimpleNamespace
+
+    from gradleak.attacks.engine import full_precision
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with full_precision(SimpleNamespace(device=torch.device("cuda"))):
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (False, False)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    with full_precision(SimpleNamespace(device=torch.device("cpu"))):
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
