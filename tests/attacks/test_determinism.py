@@ -43,16 +43,17 @@ def test_library_calls_neither_change_nor_choose_threads_or_backend(monkeypatch)
     mlp = build_round(Scenario(dataset="faces", index=1, model="mlp:activation=sigmoid")).view
     caller = Compute(threads=2, onednn=not torch.backends.mkldnn.enabled)
     seen: set[tuple[int, bool]] = set()
-    handles = [
-        v.model.register_forward_hook(lambda *_: seen.add((torch.get_num_threads(), bool(torch.backends.mkldnn.enabled))))
-        for v in (view, mlp)
-    ]
+    def note(*_):
+        seen.add((torch.get_num_threads(), bool(torch.backends.mkldnn.enabled)))
+
+    handles = [v.model.register_forward_hook(note) for v in (view, mlp)]
     set_calls: list[int] = []
     real_set = torch.set_num_threads
     try:
         with caller.applied():
             monkeypatch.setattr(torch, "set_num_threads", lambda n: (set_calls.append(n), real_set(n)))
-            for spec, target in (("dlg:iterations=20,restarts=1", view), ("ig:iterations=3", view), ("rgap:iterations=5", mlp)):
+            for spec, target in (("dlg:iterations=20,restarts=1", view), ("ig:iterations=3", view),
+                                 ("rgap:iterations=5", mlp)):
                 build_attack(spec).reconstruct(target)
             reconstruct_many([view, view], build_attack("idlg:iterations=20,restarts=1").config)
             monkeypatch.undo()

@@ -24,7 +24,8 @@ class Probe:
 
 
 def seen_settings(task: Probe) -> dict:
-    return {"key": task.key, "seen": {"threads": torch.get_num_threads(), "onednn": bool(torch.backends.mkldnn.enabled)}}
+    seen = {"threads": torch.get_num_threads(), "onednn": bool(torch.backends.mkldnn.enabled)}
+    return {"key": task.key, "seen": seen}
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -12,7 +12,9 @@ from gradleak.eval.report import load_results
 from gradleak.eval.summary import group_runs
 
 
-def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_renders(tmp_path, decoded_widths, onednn):
+def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_renders(
+    tmp_path, decoded_widths, onednn
+):
     if "idlg" not in ATTACKS:
         pytest.skip("the demo's attack (idlg) is not registered")
     assert main(["--quiet", "--onednn", onednn, "demo", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
