@@ -264,59 +264,27 @@ def check_view(view: ServerView) -> None:
     check_twice_differentiable(view.model, view.input_shape, view.num_classes)
 
 
-# --- device settings ---------------------------------------------------------------------
+# --- precision ---------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def fastest_settings(problem: GradientMatching, z: torch.Tensor) -> Iterator[None]:
-    """Evaluate in full float32 precision, on the CPU with the faster thread count and backend.
+def full_precision(problem: GradientMatching) -> Iterator[None]:
+    """Evaluate in full float32 precision: on CUDA, with TF32 off for convolutions and matmuls.
 
-    On CUDA, TF32 convolutions (PyTorch's default for cuDNN) round inputs to 10 mantissa bits,
-    which caps a reconstruction far below 40 dB; they are switched off during the search.
-
-    On the CPU a single-image problem is too small to share between threads: on a busy machine
-    two intra-op threads made one LeNet-Zhu evaluation 5-50x slower. And oneDNN's per-call
-    setup costs more than such small convolutions, where ATen's plain im2col convolution is
-    about 1.6x faster. Larger networks and batches favour the defaults, so each is timed on the
-    problem itself (the fastest of three evaluations per setting, interleaved, so that a busy
-    moment does not decide) and the settings are restored afterwards.
+    TF32 (PyTorch's default for cuDNN convolutions) rounds inputs to 10 mantissa bits, which
+    caps a reconstruction far below 40 dB. On the CPU nothing changes: threads and the oneDNN
+    backend are the process owner's choice (:mod:`gradleak.compute`), never picked here.
     """
-    if problem.device.type == "cuda":
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False), _no_tf32_matmul():
-            yield
-        return
-    if problem.device.type != "cpu":
+    if problem.device.type != "cuda":
         yield
         return
-    threads, backend = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    backends = (True, False) if torch.backends.mkldnn.is_available() else (False,)
-    options = [(t, mkldnn) for t in sorted({1, threads}) for mkldnn in backends]
-    timings: dict[tuple[int, bool], float] = {}
-    try:
-        problem.loss_and_grad(z)  # the first evaluation allocates; time the ones after it
-        for option in options * 3:
-            torch.set_num_threads(option[0])
-            torch.backends.mkldnn.enabled = option[1]
-            start = time.perf_counter()
-            problem.loss_and_grad(z)
-            timings[option] = min(timings.get(option, math.inf), time.perf_counter() - start)
-        chosen = min(timings, key=timings.get)
-        torch.set_num_threads(chosen[0])
-        torch.backends.mkldnn.enabled = chosen[1]
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.backends.mkldnn.enabled = backend
-
-
-@contextlib.contextmanager
-def _no_tf32_matmul() -> Iterator[None]:
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+    # The only process-wide flags library code touches: CUDA's TF32 precision, a correctness need, restored after.
+    previous = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 # --- L-BFGS (DLG) ------------------------------------------------------------------------
@@ -349,6 +317,7 @@ class LBFGSSettings:
     floor: float = 1e-6
     # False runs every start to its budget whatever its progress, as DLG's 300 steps do: for
     # comparisons at a fixed budget, where a start given up at ~650 evaluations is not DLG at 10,000.
+    # A start whose loss turns non-finite ends all the same (diverged): no point is left to go on from.
     abandon: bool = True
 
     def stalled(self, losses: Sequence[float], score: float) -> bool:
@@ -393,7 +362,7 @@ def lbfgs_search(
     history: list[dict[str, float]] = []
     total = 0
     z0 = problem.random_point(generator, settings.init_scale) if first is None else first
-    with fastest_settings(problem, z0), progress(total=settings.iterations * settings.restarts, desc=desc) as bar:
+    with full_precision(problem), progress(total=settings.iterations * settings.restarts, desc=desc) as bar:
         for start in range(settings.restarts):
             # Odd starts draw from DLG's own N(0, 1): a case that defeats starts near the mean
             # (one photo in eight here) usually falls to a standard-normal one, and vice versa.
@@ -511,7 +480,7 @@ def adam_search(
     ``images`` (restarts, B, C, H, W) replaces the random starts; ``regulariser`` adds a term
     on all starts' images together (group consistency).
     """
-    with fastest_settings(problem, problem.random_images(generator).flatten()):
+    with full_precision(problem):
         return _adam(problem, settings, generator, desc, images, regulariser)
 
 

@@ -19,11 +19,13 @@ and targets are its inputs, not constants.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import logging
 import math
 import warnings
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -118,7 +120,29 @@ class FunctionalMatching:
 
 
 def compile_quietly(function: Callable) -> Callable:
-    """``torch.compile(function)``, without two notices the compiler prints on every CPU machine."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found"
-    warnings.filterwarnings("ignore", message=".*torch._prims_common.check", category=FutureWarning)
-    return torch.compile(function)
+    """``torch.compile(function)``, without two notices the compiler prints on every CPU machine.
+
+    The notices are silenced only while the compiled function runs (it compiles on its first
+    calls), so the caller's logging and warning settings stay as they were.
+    """
+    compiled = torch.compile(function)
+
+    @functools.wraps(function)
+    def quietly(*args, **kwargs):
+        with _quiet_compiler():
+            return compiled(*args, **kwargs)
+
+    return quietly
+
+
+@contextlib.contextmanager
+def _quiet_compiler() -> Iterator[None]:
+    logger = logging.getLogger("torch.utils.cpp_extension")  # "No CUDA runtime is found"
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch._prims_common.check", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)

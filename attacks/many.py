@@ -9,8 +9,9 @@ L-BFGS of :mod:`gradleak.attacks.lbfgs`. A slot whose problem is solved, or has 
 budget, takes the next problem at once, so the batch never waits for its slowest member;
 a start that stalls is replaced by a fresh start of the same problem. Once no problem is left
 to take, the batch narrows to the problems still running, so the last, slowest ones are not
-stepped at the cost of the full width. ``workers`` processes (one intra-op thread each) share
-the problems, one batch each.
+stepped at the cost of the full width. ``workers`` processes share the problems, one batch
+each; they are spawned here, so each applies the explicit ``ManySettings.compute`` (one
+intra-op thread by default).
 
 Only FedSGD updates of one example each and models without BatchNorm (its running statistics
 cannot be updated inside ``vmap``) are supported; the views must share the same model.
@@ -31,6 +32,7 @@ from gradleak.attacks.engine import CHECK_EVERY, LBFGSSettings, check_view, defa
 from gradleak.attacks.functional import FunctionalMatching, supports
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.lbfgs import BatchedLBFGS
+from gradleak.compute import Compute
 from gradleak.errors import GradleakError
 from gradleak.progress import progress
 from gradleak.threat import Reconstruction, ServerView
@@ -41,7 +43,8 @@ class ManySettings:
     # problems stepped together in each worker; 0: 8 on the CPU, where 8 cost as little per problem as
     # 24 (2.1 against 2.3 ms, compiled, one thread) and leave a shorter tail, 64 on CUDA
     slots: int = 0
-    workers: int = 1  # processes, one intra-op thread each
+    workers: int = 1  # processes, each applying ``compute``
+    compute: Compute = Compute()  # each worker's threads and backend (the calling process keeps its own)
 
 
 def reconstruct_many(
@@ -58,7 +61,8 @@ def reconstruct_many(
     parts = [list(range(k, len(views), settings.workers)) for k in range(settings.workers)]
     context = multiprocessing.get_context("spawn")
     with context.Pool(settings.workers) as pool:
-        results = pool.starmap(_worker, [([views[i] for i in part], config, settings.slots) for part in parts])
+        jobs = [([views[i] for i in part], config, settings.slots, settings.compute) for part in parts]
+        results = pool.starmap(_worker, jobs)
     ordered: list[Reconstruction | None] = [None] * len(views)
     for part, reconstructions in zip(parts, results):
         for index, reconstruction in zip(part, reconstructions):
@@ -66,8 +70,8 @@ def reconstruct_many(
     return ordered
 
 
-def _worker(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reconstruction]:
-    torch.set_num_threads(1)
+def _worker(views: list[ServerView], config: DLG.Config, slots: int, compute: Compute) -> list[Reconstruction]:
+    compute.apply()  # a process spawned for this call: its settings are ours to set
     return _solve(views, config, slots)
 
 

@@ -233,22 +233,15 @@ def analytic_inversion(view: ServerView) -> tuple[torch.Tensor, list[dict]]:
     a = (g @ gradients[f"{top.name}.weight"]) / (g @ g)
     u = g @ top.module.weight.detach().cpu().double()
     solves = []
-    threads = torch.get_num_threads()
-    # An LSMR step is a few convolutions of one small image: a second intra-op thread only adds
-    # synchronisation (photos[5] on this 2-core VM under load: 41-44 s with two threads, 11 s with one).
-    torch.set_num_threads(1)
-    try:
-        for layer in reversed(layers[:-1]):
-            inverse, derivative = INVERSES[type(layer.activation)](layer.activation)
-            a = a.view(layer.out_shape)
-            slope = derivative(a)
-            z, delta = inverse(a), u.view(layer.out_shape) * slope
-            equations = EQUATIONS[type(layer.module)](layer, delta)
-            a, info = _solve_input(layer, z, slope, equations, gradients[f"{layer.name}.weight"])
-            solves.append({"layer": layer.name, **info})
-            u = equations.forward_t(delta)
-    finally:
-        torch.set_num_threads(threads)
+    for layer in reversed(layers[:-1]):
+        inverse, derivative = INVERSES[type(layer.activation)](layer.activation)
+        a = a.view(layer.out_shape)
+        slope = derivative(a)
+        z, delta = inverse(a), u.view(layer.out_shape) * slope
+        equations = EQUATIONS[type(layer.module)](layer, delta)
+        a, info = _solve_input(layer, z, slope, equations, gradients[f"{layer.name}.weight"])
+        solves.append({"layer": layer.name, **info})
+        u = equations.forward_t(delta)
     return a.view(1, *view.input_shape), solves
 
 

@@ -6,8 +6,11 @@ record. The parent process alone appends to the results file
 (:class:`~gradleak.eval.results.ResultStore`: one fsync-ed line per finished task), so a run
 killed at any moment resumes by running the same command again.
 
-Workers are ``spawn``-ed processes (fork would copy torch's thread pools and locks) with one
-torch thread each, since the parallelism comes from the processes. A worker whose parent died
+Workers are ``spawn``-ed processes (fork would copy torch's thread pools and locks). Their
+threads and CPU backend come from an explicit :class:`~gradleak.compute.Compute` (by default the
+parent's own, which the ``gradleak`` command sets from ``--threads`` and ``--onednn``: one
+thread unless asked, since the parallelism comes from the processes), and every record
+carries it under ``compute``. A worker whose parent died
 (a SIGKILL leaves the parent no time to clean up) notices and exits instead of lingering.
 """
 
@@ -22,8 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-import torch
-
+from gradleak.compute import Compute
 from gradleak.errors import GradleakError
 from gradleak.eval.grid import import_plugins
 from gradleak.eval.results import ResultStore
@@ -63,13 +65,16 @@ def run_tasks(
     results: str | Path,
     execute: Execute,
     workers: int = 1,
+    compute: Compute | None = None,
 ) -> Outcome:
     """Execute the tasks whose key is not yet in ``results``, appending each record as it finishes.
 
     ``execute`` must be a module-level function (it is sent to the workers by name). A task
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
-    invocation retries it; the others go on.
+    invocation retries it; the others go on. ``compute``: the settings every task runs under
+    (default: this process's current ones).
     """
+    compute = compute or Compute.current()
     store = ResultStore(results)
     todo = [t for t in tasks if t.key not in store]
     outcome = Outcome(total=len(tasks), skipped=len(tasks) - len(todo), store=store)
@@ -79,25 +84,21 @@ def run_tasks(
 
     def finish(task: Task, record: dict[str, Any] | None, error: str | None) -> None:
         if record is not None:
-            store.append(record)
+            store.append({**record, "compute": compute.record()})
             outcome.finished += 1
         else:
             outcome.failures.append((task, error or "failed"))
             bar.write(f"run {task.key} ({task.title}) failed: {error}")
         bar.update(1)
 
-    threads = torch.get_num_threads()
     try:
         if workers <= 1:
-            # one thread, as in a worker: on a shared or busy machine more intra-op threads make
-            # these small networks slower, not faster
-            torch.set_num_threads(1)
-            for task in todo:
-                finish(task, *_attempt(execute, task))
+            with compute.applied():
+                for task in todo:
+                    finish(task, *_attempt(execute, task))
         else:
-            _parallel(todo, execute, workers, finish)
+            _parallel(todo, execute, workers, compute, finish)
     finally:
-        torch.set_num_threads(threads)
         bar.close()
     return outcome
 
@@ -116,18 +117,20 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _init_worker(parent: int, plugins: Sequence[str]) -> None:
-    torch.set_num_threads(1)
+def _init_worker(parent: int, plugins: Sequence[str], compute: Compute) -> None:
+    compute.apply()
     set_quiet(True)  # one overall bar in the parent; workers' inner bars would garble it
     import_plugins(plugins)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
-def _parallel(todo: Sequence[Task], execute: Execute, workers: int, finish: Callable[..., None]) -> None:
+def _parallel(
+    todo: Sequence[Task], execute: Execute, workers: int, compute: Compute, finish: Callable[..., None]
+) -> None:
     plugins = tuple(dict.fromkeys(p for t in todo for p in t.plugins))
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker, initargs=(os.getpid(), plugins),
+        initializer=_init_worker, initargs=(os.getpid(), plugins, compute),
     ) as pool:
         pending: dict[Future, Task] = {pool.submit(_attempt, execute, task): task for task in todo}
         try:

@@ -1,14 +1,17 @@
-"""Shared test setup: one intra-op thread per worker (the suite runs with ``pytest -n 2`` on 2 cores),
-a chosen convolution backend (``--onednn=off`` runs everything on ATen's own kernels), a fixed
-Hypothesis profile in CI, and an hour's timeout for slow reproductions."""
+"""Shared test setup: the numeric path is set here, for the whole run, never by the library.
+
+One intra-op thread per worker (the suite runs with ``pytest -n 2`` on 2 cores), and oneDNN on
+or off as ``--onednn`` says (default on), so CI can run the numeric tests on both CPU backends:
+``pytest --onednn=off tests/attacks tests/defenses``. Also a fixed Hypothesis profile in CI and
+an hour's timeout for slow reproductions.
+"""
 
 import os
 
 import pytest
-import torch
 from hypothesis import settings
 
-torch.set_num_threads(1)
+from gradleak.compute import Compute, parse_switch
 
 # In CI (CI=true) Hypothesis draws the same examples every run, so a failure there reproduces here.
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
@@ -16,16 +19,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--onednn", choices=("on", "off"), default="on",
-                     help="run the whole session with oneDNN (mkldnn) kernels on or off")
+    parser.addoption("--onednn", default="on", choices=("on", "off"), help="oneDNN CPU convolutions (default on)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Tests may set the process-wide backend; the library never does.
-    torch.backends.mkldnn.enabled = config.getoption("--onednn") == "on"
+    Compute(threads=1, onednn=parse_switch(config.getoption("--onednn"))).apply()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(3600))
+
+
+@pytest.fixture
+def onednn(request: pytest.FixtureRequest) -> str:
+    """The run's ``--onednn`` value, for tests that call the CLI (whose own default is on)."""
+    return request.config.getoption("--onednn")

@@ -18,6 +18,7 @@ import torch
 from gradleak.attacks import ATTACKS, build_attack
 from gradleak.attacks.dlg import MAX_ITERATIONS
 from gradleak.commands.options import SEED, field_type, in_dir, in_file, number, out_dir
+from gradleak.compute import Compute
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
@@ -138,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "labels": None if reconstruction.labels is None else reconstruction.labels.tolist(),
         "true_labels": round_.truth.labels.tolist(),
         "device": str(device),
+        "compute": Compute.current().record(),
         "png": str(png),
         "info": {k: v for k, v in reconstruction.info.items() if isinstance(v, (int, float, str, bool))},
     }

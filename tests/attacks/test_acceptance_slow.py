@@ -33,12 +33,15 @@ def test_rgap_analytic_solve_alone_over_seeds(make_round, dataset, index, seed):
 # over the image itself, the update no longer sees the image's per-channel scale and offset,
 # and IG stays at 9-11 dB (docs/benchmarks.md). On the ConvNet's photo one IG start ends at
 # 14.3-14.7 dB over attack seeds; the pixel-wise mean of 8 starts reaches 15.4-15.6 dB.
+# The floors sit 1.5-2 dB under the recorded numbers (docs/benchmarks.md: 20.1-20.3, 43.4,
+# 15.4-15.6, 20.7 dB), which came from one CPU whose backend a timing chose: signed Adam's
+# path moves by a dB or two with the backend (36.0 against 37.1 dB on a face at 500 iterations).
 @pytest.mark.parametrize(
     "model, mode, dataset, spec, floor",
-    [("lenet-zhu", "train", "photos", "ig:iterations=2000,tv=1e-2,lr=0.3", 20.0),
+    [("lenet-zhu", "train", "photos", "ig:iterations=2000,tv=1e-2,lr=0.3", 18.0),
      ("lenet-zhu", "train", "faces", "ig:iterations=2000", 20.0),
-     ("convnet:width=16", "eval", "photos", "ig:iterations=2000,restarts=8,combine=mean", 15.0),
-     ("convnet:width=16", "eval", "faces", "ig:iterations=2000", 20.0)],
+     ("convnet:width=16", "eval", "photos", "ig:iterations=2000,restarts=8,combine=mean", 14.0),
+     ("convnet:width=16", "eval", "faces", "ig:iterations=2000", 18.5)],
 )
 def test_inverting_gradients_floors_at_2000_iterations(make_round, model, mode, dataset, spec, floor):
     round_ = make_round(dataset=dataset, model=model, model_mode=mode)
@@ -55,7 +58,7 @@ def test_fedavg_inversion_beats_the_delta_as_a_gradient_over_local_mini_batches(
                         local_batch_size=1, known_labels=True)
     unrolled = score(build_attack("fedavg:iterations=2000,labels=known").reconstruct(round_.view), round_.truth)
     naive = score(build_attack("fedavg:iterations=2000,labels=known,unroll=false").reconstruct(round_.view), round_.truth)
-    assert unrolled.mean_psnr >= naive.mean_psnr + 5
+    assert unrolled.mean_psnr >= naive.mean_psnr + 5  # recorded 8.0 dB apart
 
 
 def test_batch_of_four_faces_to_40_db_with_counted_labels(make_round):

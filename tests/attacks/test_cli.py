@@ -7,11 +7,12 @@ import pytest
 from skimage import io
 
 from gradleak.cli import main
+from gradleak.compute import Compute
 from gradleak.data import load_dataset
 
 
-def _attack(capsys, *argv):
-    code = main(["--quiet", "attack", *argv])
+def _attack(capsys, *argv, argv_head=()):
+    code = main(["--quiet", *argv_head, "attack", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -37,11 +38,30 @@ def test_user_image_to_40_db(capsys, tmp_path):
     assert code == 0 and result["psnr"] >= 40 and result["labels"] == [4]
 
 
-def test_defenses_plug_in_and_show_in_the_result(capsys, tmp_path):
-    code, out, _ = _attack(capsys, "--attack", "ig:iterations=20", "--dataset", "faces", "--defense", "prune:ratio=0.5",
-                           "--out", str(tmp_path), "--json")
-    assert code == 0
-    assert json.loads(out)["defenses"] == ["prune:ratio=0.5"]
+def test_defenses_plug_in_show_in_the_result_and_stop_the_attack(capsys, tmp_path, onednn):
+    """iDLG at 300 evaluations on faces[3]: 54.3 dB undefended, 13.1 with 99% of the update pruned
+    (oneDNN off, 2026-12-01); the compute settings the CLI ran under are in the record."""
+    psnr = {}
+    for defense in ([], ["--defense", "prune:ratio=0.99"]):
+        code, out, _ = _attack(capsys, "--attack", "idlg:iterations=300,restarts=1", "--dataset", "faces", "--index",
+                               "3", "--model-seed", "1", "--device", "cpu", "--out", str(tmp_path), "--json", *defense,
+                               argv_head=["--onednn", onednn])
+        assert code == 0
+        result = json.loads(out)
+        psnr[tuple(result["defenses"])] = result["psnr"]
+        assert result["compute"]["threads"] == 1 and result["compute"]["onednn"] == (onednn == "on")
+    assert psnr[()] >= 40 and psnr[("prune:ratio=0.99",)] < 20
+
+
+def test_the_cli_sets_threads_and_backend_for_its_run_only(capsys):
+    before = Compute.current()
+    for argv, message in ((["--threads", "0"], "--threads takes a whole number of at least 1, not '0'"),
+                          (["--threads", "two"], "not 'two'"), (["--onednn", "yes"], "--onednn takes on or off")):
+        assert main([*argv, "list"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert main(["--threads", "2", "--onednn", "off" if before.onednn else "on", "list"]) == 0
+    assert Compute.current() == before
 
 
 def test_a_seed_in_the_spec_is_not_overridden(capsys, tmp_path):

@@ -23,6 +23,16 @@ def test_single_image_to_40_db(make_round, attack, dataset, index, seed):
     assert reconstruction.info["outcome"] in ("solved", "converged") and reconstruction.info["worst_layer_error"] < 1e-6
 
 
+def test_a_batch_of_two_faces_is_reconstructed_well_above_its_start(make_round):
+    # 2026-12-01, oneDNN on and off: 20.5 dB (19.5 and 21.4) at 600 evaluations from a 14.6 dB start.
+    round_ = make_round(dataset="faces", index=0, batch_size=2, known_labels=True)
+    spec = "dlg:restarts=1,labels=known,abandon_stalled=false,iterations="
+    start = score(build_attack(spec + "1").reconstruct(round_.view), round_.truth)
+    reached = score(build_attack(spec + "600").reconstruct(round_.view), round_.truth)
+    assert reached.mean_psnr >= 17 and reached.mean_psnr >= start.mean_psnr + 3
+    assert min(reached.psnr) >= 16
+
+
 def test_float32_search_still_solves_an_easy_face_and_returns_float32_images(make_round):
     round_ = make_round(dataset="faces", index=0)
     reconstruction = build_attack("dlg:precision=float32").reconstruct(round_.view)
@@ -74,12 +84,15 @@ def test_functional_loss_runs_the_model_in_the_clients_mode(make_round):
 
 def test_a_start_that_stops_moving_is_given_up_unless_told_to_spend_its_budget(make_round):
     # A start 10,000 standard deviations out saturates LeNet-Zhu's sigmoids: the loss does not move.
+    # Steps of RMS 0.01 keep it there on any backend (DLG's 0.3 can throw the iterate to a
+    # non-finite loss, which ends a start whatever abandon_stalled says: there is no point to go on from).
     view = make_round(dataset="photos", index=0).view
-    spec = "dlg:iterations=400,restarts=1,init_scale=1e4"
+    spec = "dlg:iterations=400,restarts=1,init_scale=1e4,max_step=0.01"
     given_up = build_attack(spec).reconstruct(view)
     kept = build_attack(spec + ",abandon_stalled=false").reconstruct(view)
-    assert given_up.info["outcome"] == "stalled" and given_up.info["evaluations"] < 400
-    assert kept.info["outcome"] == "budget" and kept.info["evaluations"] == 400
+    assert given_up.info["outcome"] == "stalled" and given_up.info["evaluations"] <= 300  # measured: 140
+    assert kept.info["evaluations"] == 400 and kept.info["outcome"] == "budget"
+    assert kept.info["loss"] > 1  # still saturated: the budget was spent, not a solve
 
 
 def test_a_start_that_spends_its_budget_passes_through_the_shorter_runs(make_round):

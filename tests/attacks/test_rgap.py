@@ -31,9 +31,10 @@ def test_polishing_brings_the_update_to_the_engine_tolerance(make_round):
     assert reconstruction.info["starts"] == 1
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-def test_an_mlp_is_inverted_through_its_activations(make_round, activation):
-    round_ = make_round(dataset="faces", index=2, model=f"mlp:activation={activation}")
+def test_an_mlp_is_inverted_through_its_activations(make_round, activation, seed):
+    round_ = make_round(dataset="faces", index=2 + seed, model=f"mlp:activation={activation}", model_seed=seed)
     reconstruction = build_attack("rgap:iterations=0").reconstruct(round_.view)
     assert score(reconstruction, round_.truth).mean_psnr >= 40
 

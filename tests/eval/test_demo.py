@@ -12,15 +12,18 @@ from gradleak.eval.report import load_results
 from gradleak.eval.summary import group_runs
 
 
-def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_renders(tmp_path, decoded_widths):
+def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_renders(
+    tmp_path, decoded_widths, onednn
+):
     if "idlg" not in ATTACKS:
         pytest.skip("the demo's attack (idlg) is not registered")
-    assert main(["--quiet", "demo", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
+    assert main(["--quiet", "--onednn", onednn, "demo", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
 
     groups = {g.defense: g for g in group_runs(load_results([tmp_path / RESULTS]))}
     assert set(groups) == {"none", "dp-sgd:epsilon=1", "secagg"}
     assert groups["none"].psnr.mean >= 40
-    assert groups["dp-sgd:epsilon=1"].psnr.mean < 20
+    # DP: 13.8 dB here with oneDNN on and off, 19.1 on another CPU, against 57.6+ without (2026-12-01)
+    assert groups["dp-sgd:epsilon=1"].psnr.mean < min(25.0, groups["none"].psnr.mean - 15)
     assert groups["secagg"].success_rate() == 0.0
     assert groups["dp-sgd:epsilon=1"].epsilon == pytest.approx(1.0, rel=0.01)
 
