@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from gradleak.commands.options import number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Stop it with Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, help="port (default: Gradio's, 7860, or the next free one)")
+    parser.add_argument("--port", type=number(int, 1, 65535), help="port (default: Gradio's, 7860, or the next free one)")
     parser.add_argument("--device", default="cpu", help="where attacks run: cpu, cuda or cuda:N (default cpu)")
     parser.set_defaults(func=run)
 

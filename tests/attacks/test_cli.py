@@ -12,7 +12,10 @@ from gradleak.data import load_dataset
 
 
 def _attack(capsys, *argv, argv_head=()):
-    code = main(["--quiet", *argv_head, "attack", *argv])
+    try:
+        code = main(["--quiet", *argv_head, "attack", *argv])
+    except SystemExit as exit_:  # a bad option fails while the command line is parsed
+        code = exit_.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -55,9 +58,11 @@ def test_defenses_plug_in_show_in_the_result_and_stop_the_attack(capsys, tmp_pat
 
 def test_the_cli_sets_threads_and_backend_for_its_run_only(capsys):
     before = Compute.current()
-    for argv, message in ((["--threads", "0"], "--threads takes a whole number of at least 1, not '0'"),
-                          (["--threads", "two"], "not 'two'"), (["--onednn", "yes"], "--onednn takes on or off")):
-        assert main([*argv, "list"]) == 2
+    for argv, message in ((["--threads", "0"], "--threads: '0' is out of range; give a whole number between 1"),
+                          (["--threads", "two"], "'two'"), (["--onednn", "yes"], "--onednn: invalid choice: 'yes'")):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "list"])
+        assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert main(["--threads", "2", "--onednn", "off" if before.onednn else "on", "list"]) == 0
@@ -81,7 +86,7 @@ def test_a_seed_in_the_spec_is_not_overridden(capsys, tmp_path):
     [
         (["--attack", "nope"], "unknown attack 'nope'"),
         (["--attack", "gradinversion", "--labels", "known"], "side information"),
-        (["--attack", "dlg", "--image", "missing.png"], "does not exist"),
+        (["--attack", "dlg", "--image", "missing.png"], "no file missing.png"),
         (["--attack", "dlg", "--label", "3"], "--label gives the labels of --image"),
         (["--attack", "dlg", "--device", "cuda:7"], "cuda"),
         (["--attack", "ig:seed=1", "--seed", "2"], "--seed 2 contradicts seed=1"),
