@@ -14,7 +14,7 @@ from typing import Annotated, Callable
 
 import torch
 
-from gradleak.attacks import register
+from gradleak.attacks import adaptive, register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.engine import GradientMatching, LBFGSSettings, default_history, lbfgs_search
 from gradleak.attacks.labels import recover_labels
@@ -74,6 +74,9 @@ class DLG(Attack):
         # Not in DLG, which runs its 300 steps: a start that stops making progress is given up for
         # a fresh one (engine.LBFGSSettings.stalled). False spends each start's whole budget.
         abandon_stalled: bool = True
+        # Not in DLG: match only what the defenses named in the view leave (Balunović et al. 2022;
+        # gradleak.attacks.adaptive): pruned entries ignored, quantiser bins matched, Soteria's layer left out.
+        adaptive: bool = False
         seed: Seed = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:
@@ -90,10 +93,11 @@ class DLG(Attack):
     ) -> Reconstruction:
         """``on_check(evaluations, normalised images)`` watches the search (see ``lbfgs_search``)."""
         labels = None if self.config.labels == "joint" else recover_labels(view, self.config.labels)
+        observed, adapted = adaptive.observations(view) if self.config.adaptive else (None, {})
         problem = GradientMatching(
             view, objective="l2", labels=labels, tv=self.config.tv, dtype=search_dtype(self.config.precision),
-            compile=self.config.compile,
+            compile=self.config.compile, observations=observed,
         )
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
         search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name, on_check=on_check)
-        return problem.reconstruction(search, labels, label_strategy=self.config.labels)
+        return problem.reconstruction(search, labels, label_strategy=self.config.labels, **adapted)

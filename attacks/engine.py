@@ -60,6 +60,36 @@ class Evaluation:
     relative: torch.Tensor  # each update tensor's relative squared error, detached
 
 
+@dataclass(frozen=True)
+class Observation:
+    """What the attacker knows about one observed update tensor beyond its values.
+
+    The matching loss compares ``mask * (dummy - (1 - pull) clamp(dummy - target, -slack, slack))``
+    with ``mask * target``: an entry with mask 0 is not matched (a pruned entry carries no
+    information), and a dummy entry within ``slack`` of the observed one costs only ``pull^2``
+    of its squared distance (the true value lies anywhere in a quantiser's bin; the small pull
+    picks, among the points inside every bin, the one nearest the observed values, where a
+    search would otherwise stop at the first it reaches). Balunović et al., ICLR 2022, Sec. 5:
+    an attacker who knows the defense matches what the defense leaves, not what it replaced.
+    """
+
+    mask: torch.Tensor | float = 1.0  # per entry, broadcastable to the tensor: 1 matched, 0 ignored
+    slack: torch.Tensor | float = 0.0  # per entry: half-width of the interval the true value lies in
+    pull: float = 0.0  # 0: a dummy inside the slack costs nothing; 1: the slack is ignored
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "Observation":
+        def move(value: torch.Tensor | float) -> torch.Tensor | float:
+            return value.to(device, dtype) if isinstance(value, torch.Tensor) else value
+
+        return Observation(move(self.mask), move(self.slack), self.pull)
+
+    def dummy(self, dummy: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The dummy entries as the loss compares them with ``mask * target``."""
+        if isinstance(self.slack, torch.Tensor) or self.slack:
+            dummy = dummy - (1 - self.pull) * torch.clamp(dummy - target, -self.slack, self.slack)
+        return self.mask * dummy
+
+
 @dataclass
 class Candidate:
     """The best point one search found."""
@@ -96,6 +126,9 @@ class GradientMatching:
 
     ``labels``: fixed class indices (B,), or None to optimise one soft label per image jointly
     (DLG). ``objective``: ``l2`` or ``cosine``; ``layer_weights`` weight each update tensor.
+    ``observations``: one :class:`Observation` per update tensor, what a defense-aware attack
+    knows of each (which entries to match, how exactly); both objectives and the per-layer
+    scores see the update through them.
     ``tv`` and ``bn`` weight the total-variation and BatchNorm-statistics priors. ``dtype``: the
     precision of the search (the model, the target and the unknowns); float64 lets L-BFGS go on
     where float32's rounding of the dummy gradient (relative 1e-7 per entry) stops it.
@@ -114,6 +147,7 @@ class GradientMatching:
         bn: float = 0.0,
         dtype: torch.dtype = torch.float32,
         compile: bool = False,
+        observations: Sequence[Observation] | None = None,
     ) -> None:
         check_view(view)
         self.view = view
@@ -125,6 +159,14 @@ class GradientMatching:
         self.batch = view.num_examples
         self.shape = (self.batch, *view.input_shape)
         self.target = tuple(u.detach().to(dtype) for u in view.update)
+        if observations is not None and len(observations) != len(self.target):
+            raise GradleakError(
+                f"{len(observations)} observations for an update of {len(self.target)} tensors; give one per tensor"
+            )
+        self.observations = None if observations is None else tuple(o.to(self.device, dtype) for o in observations)
+        self._observed = self.target  # the values as seen; a slack is measured from them
+        if self.observations is not None:
+            self.target = tuple(o.mask * t for o, t in zip(self.observations, self.target))
         self._target_sq = torch.stack([t.square().sum() for t in self.target]).clamp_min(1e-30)
         if layer_weights is not None and len(layer_weights) != len(self.target):
             raise GradleakError(
@@ -158,6 +200,7 @@ class GradientMatching:
             "layer weights": self.layer_weights is not None,
             "a TV prior": bool(self.tv),
             "a BatchNorm prior": self.bn is not None,
+            "observations (a defense-aware mask)": self.observations is not None,
         }
         if any(extras.values()):
             named = " or ".join(name for name, present in extras.items() if present)
@@ -208,6 +251,8 @@ class GradientMatching:
         if self.bn is not None:
             self.bn.start()
         dummy = self.dummy_update(images, targets)
+        if self.observations is not None:
+            dummy = tuple(o.dummy(d, t) for o, d, t in zip(self.observations, dummy, self._observed))
         if self.objective_name == "l2":
             squared = torch.stack([(a - b).square().sum() for a, b in zip(dummy, self.target)])
             loss = (self._weights * squared).sum()

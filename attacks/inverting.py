@@ -20,7 +20,7 @@ from typing import Annotated
 
 import torch
 
-from gradleak.attacks import register
+from gradleak.attacks import adaptive, register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.dlg import MAX_ITERATIONS, MAX_SCALE, MAX_STARTS
 from gradleak.attacks.engine import AdamSettings, GradientMatching, adam_search
@@ -45,6 +45,7 @@ class InvertingGradients(Attack):
         boxed: bool = True  # IG: clamp to the valid pixel range
         init_scale: Annotated[float, Range(0, MAX_SCALE)] = 1.0  # IG: N(0, 1) starts in the normalised space
         labels: str = "auto"  # iDLG's rule for one image, counts for a batch; or yin|known
+        adaptive: bool = False  # not in IG: model the view's defenses in the loss (gradleak.attacks.adaptive)
         seed: Seed = 0
 
     def settings(self) -> AdamSettings:
@@ -52,11 +53,15 @@ class InvertingGradients(Attack):
         return AdamSettings(c.iterations, c.restarts, c.lr, c.signed, c.boxed, init_scale=c.init_scale, combine=c.combine)
 
     def problem(self, view: ServerView, labels: torch.Tensor) -> GradientMatching:
-        return GradientMatching(view, objective=self.config.objective, labels=labels, tv=self.config.tv)
+        observed, _ = adaptive.observations(view) if self.config.adaptive else (None, ())
+        return GradientMatching(
+            view, objective=self.config.objective, labels=labels, tv=self.config.tv, observations=observed
+        )
 
     def reconstruct(self, view: ServerView) -> Reconstruction:
         labels = recover_labels(view, self.config.labels)
         problem = self.problem(view, labels)
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
         search = adam_search(problem, self.settings(), generator, desc=self.name)
-        return problem.reconstruction(search, labels, label_strategy=self.config.labels)
+        adapted = adaptive.observations(view)[1] if self.config.adaptive else {}
+        return problem.reconstruction(search, labels, label_strategy=self.config.labels, **adapted)

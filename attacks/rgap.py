@@ -37,7 +37,7 @@ from scipy.sparse.linalg import LinearOperator, lsmr
 from torch import nn
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from gradleak.attacks import register
+from gradleak.attacks import adaptive, register
 from gradleak.attacks.dlg import DLG, MAX_ITERATIONS, search_dtype
 from gradleak.attacks.engine import GradientMatching, check_view, lbfgs_search
 from gradleak.attacks.labels import recover_labels
@@ -272,11 +272,12 @@ class RGAP(DLG):
                 images=view.normalization.denormalize(images.float()), labels=labels.cpu(), history=[],
                 info={"evaluations": 0, "starts": 1, "analytic": solves, "label_strategy": self.config.labels},
             )
+        observed, adapted = adaptive.observations(view) if self.config.adaptive else (None, {})
         problem = GradientMatching(
             view, objective="l2", labels=labels, tv=self.config.tv, dtype=search_dtype(self.config.precision),
-            compile=self.config.compile,
+            compile=self.config.compile, observations=observed,
         )
         start = images.to(problem.device, problem.dtype).flatten()
         generator = torch.Generator(device=problem.device).manual_seed(self.config.seed)
         search = lbfgs_search(problem, self.settings(problem), generator, desc=self.name, on_check=on_check, first=start)
-        return problem.reconstruction(search, labels, label_strategy=self.config.labels, analytic=solves)
+        return problem.reconstruction(search, labels, label_strategy=self.config.labels, analytic=solves, **adapted)

@@ -34,7 +34,8 @@ from skimage import io as skio
 import gradleak
 from gradleak.eval.results import read_records
 from gradleak.eval.summary import (
-    SUCCESS_DB, TABLE_COLUMNS, Group, Stat, group_runs, markdown_table, number, table_rows,
+    SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Group, Stat, defense_verdicts, group_runs, markdown_table, number,
+    table_rows, verdict_rows,
 )
 
 MAX_GRID_COLUMNS = 10
@@ -80,6 +81,15 @@ def attack_section(records: list[dict[str, Any]], threshold_db: float) -> Sectio
         f"defense (δ as configured), where one is defined.\n\n"
         + markdown_table(table_rows(groups, threshold_db), TABLE_COLUMNS)
     )
+    verdicts = defense_verdicts(groups, threshold_db)
+    if verdicts:
+        section.text += (
+            "\n\nVerdict per (scenario, defense): a defense is as strong as the best attack run against "
+            "it, so the attack with the highest success rate decides (a defense-aware attack, "
+            "`adaptive=true`, beside an oblivious one counts when it does better). It leaks when that "
+            f"attack recovers any image at {threshold_db:g} dB or better.\n\n"
+            + markdown_table(verdict_rows(verdicts), VERDICT_COLUMNS)
+        )
     return section
 
 

@@ -144,6 +144,58 @@ def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
     return list(groups.values())
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a defense held in one scenario, judged by the strongest attack run against it.
+
+    A defense is only as strong as the best attack on it: where an oblivious and a
+    defense-aware (``adaptive=true``) attack both ran, the one that recovers more decides.
+    """
+
+    scenario: str
+    defense: str
+    groups: tuple[Group, ...]  # every attack run against the defense there
+    threshold_db: float = SUCCESS_DB
+
+    @property
+    def strongest(self) -> Group:
+        """The attack with the highest success rate, then the highest median and mean PSNR."""
+        def strength(g: Group) -> tuple[float, float, float]:
+            return tuple(-math.inf if math.isnan(v) else v
+                         for v in (g.success_rate(self.threshold_db), g.psnr.median, g.psnr.mean))
+
+        return max(self.groups, key=strength)
+
+    @property
+    def verdict(self) -> str:
+        """``leaks`` when the strongest attack recovers any image at the threshold or above, else ``holds``."""
+        return "leaks" if self.strongest.success_rate(self.threshold_db) > 0 else "holds"
+
+
+def defense_verdicts(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> list[Verdict]:
+    """One :class:`Verdict` per (scenario, defense) other than ``none``, in the groups' order."""
+    cells: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        if g.defense != "none":
+            cells.setdefault((g.scenario, g.defense), []).append(g)
+    return [Verdict(scenario, defense, tuple(gs), threshold_db) for (scenario, defense), gs in cells.items()]
+
+
+VERDICT_COLUMNS = ("scenario", "defense", "attacks", "strongest attack", "PSNR dB", "success", "verdict")
+
+
+def verdict_rows(verdicts: Iterable[Verdict]) -> list[tuple[str, ...]]:
+    """The verdict table as strings, in :data:`VERDICT_COLUMNS` order."""
+    rows = []
+    for v in verdicts:
+        best = v.strongest
+        rows.append((
+            v.scenario, v.defense, str(len(v.groups)), best.attack, best.psnr.format(db=True),
+            f"{100 * best.success_rate(v.threshold_db):.0f}%", v.verdict,
+        ))
+    return rows
+
+
 TABLE_COLUMNS = (
     "scenario", "attack", "defense", "ε", "runs", "PSNR dB", "SSIM", "label acc", "success", "evaluations", "s/attack",
 )

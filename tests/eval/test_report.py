@@ -14,15 +14,17 @@ from gradleak.eval.grid import load_config, plan
 from gradleak.eval.harness import RESULTS, run_grid
 from gradleak.eval.report import load_results, write_report
 from gradleak.eval.results import ResultStore
-from gradleak.eval.summary import Stat, group_runs
+from gradleak.eval.summary import Stat, defense_verdicts, group_runs
 
 HERE = Path(__file__).parent
 
 
-def attack_record(key: str, defense: str, psnrs: list[float], epsilon: float | None = None) -> dict:
+def attack_record(
+    key: str, defense: str, psnrs: list[float], epsilon: float | None = None, attack: str = "dlg"
+) -> dict:
     return {
         "key": key, "kind": "attack", "seed": 0,
-        "label": {"scenario": "faces/lenet-zhu", "attack": "dlg", "defense": defense},
+        "label": {"scenario": "faces/lenet-zhu", "attack": attack, "defense": defense},
         "metrics": {"per_image": [{"psnr": p, "ssim": 0.5, "mse": 0.01, "label_correct": True} for p in psnrs]},
         "epsilon": epsilon,
         "dp": [] if epsilon is None else [{"defense": defense.split(":")[0], "epsilon": epsilon, "delta": 1e-5}],
@@ -38,6 +40,27 @@ def test_summary_pools_images_and_counts_success_above_threshold():
     assert group.success_rate(20.0) == 0.75
     assert group.success_rate(30.0) == 0.5
     assert Stat.of([1.0, 3.0]).format() == "2.0 ± 1.0"
+
+
+def test_a_defense_verdict_takes_the_stronger_of_the_oblivious_and_the_adaptive_attack(tmp_path):
+    adaptive = "idlg:adaptive=true"
+    for order in ((0, 1), (1, 0)):  # whichever attack the grid ran first
+        pair = [attack_record("o", "prune", [6.7, 8.0], attack="idlg"),
+                attack_record("a", "prune", [31.0, 12.0], attack=adaptive)]
+        records = [pair[i] for i in order] + [
+            attack_record("q", "quantize", [25.0, 24.0], attack="idlg"),
+            attack_record("qa", "quantize", [19.0, 23.0], attack=adaptive),
+            attack_record("n", "none", [40.0], attack="idlg"),
+        ]
+        prune, quantize = defense_verdicts(group_runs(records))  # "none" is no defense to judge
+        assert (prune.defense, prune.strongest.attack, prune.verdict) == ("prune", adaptive, "leaks")
+        assert (quantize.strongest.attack, quantize.verdict) == ("idlg", "leaks")  # the oblivious one is stronger here
+    held = defense_verdicts(group_runs([attack_record("o", "prune", [6.7], attack="idlg"),
+                                        attack_record("a", "prune", [12.0], attack=adaptive)]))
+    assert held[0].verdict == "holds" and held[0].strongest.attack == adaptive
+    write_report(records, tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"| faces/lenet-zhu | prune | 2 | {adaptive} | 21.5 ± 9.5 | 50% | leaks |" in markdown
 
 
 @pytest.fixture(scope="module")
