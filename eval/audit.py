@@ -10,6 +10,10 @@ the likelihood-ratio membership test (:mod:`gradleak.attacks.membership`); its o
 accountant's epsilon. A correct mechanism never has ``epsilon_lower`` above it except with
 probability 1 - confidence; a broken one (``planted_bug=`` in the DP specs) shows above it.
 
+Without the canary client its slot in the round uploads a zero update (the client is there, its
+data is not), so the cohort, and with it the divisor and distributed DP's count of noise shares,
+is the same in both worlds.
+
 Canaries: an example whose label is changed (a large gradient, clipped to C) for ``dp-sgd``; a
 client whose update is a random direction of norm ``canary_norm`` for the client level (Andrew et
 al., "One-shot Empirical Privacy Estimation for Federated Learning", ICLR 2024). The one-run audit
@@ -162,11 +166,10 @@ class ClientGame:
         return g / g.norm(dim=1, keepdim=True)
 
     def release(self, extra: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """The aggregate released after a round of ``cohort`` drawn clients plus the ``extra`` canary updates."""
+        """The aggregate released after a round of ``cohort`` drawn clients plus the ``extra`` canary updates
+        (a zero vector: the canary's slot without its data)."""
         cohort = self.rng.choice(len(self.pool), size=self.config.cohort, replace=False)
         updates = [self.pool[k] for k in cohort] + [_unflat(v * self.config.canary_norm, self.pool[0]) for v in extra]
-        if not updates:
-            return torch.zeros(self.dim, dtype=torch.float64)
         uploads = []
         for k, update in enumerate(updates):
             for defense in self.stack.at("client"):
@@ -181,7 +184,8 @@ class ClientGame:
 
     def statistics(self, included: np.ndarray, generator: torch.Generator) -> np.ndarray:
         direction = self.canary_directions(1)[0]
-        return np.array([float(self.release([direction] if member else [], generator) @ direction) for member in included])
+        absent = torch.zeros_like(direction)
+        return np.array([float(self.release([direction if member else absent], generator) @ direction) for member in included])
 
     def one_run(self, config: AuditConfig, delta: float, generator: torch.Generator) -> OneRunBound:
         """Steinke et al. 2023, Alg. 1: ``canaries`` canary clients, each in the one round with probability 1/2."""

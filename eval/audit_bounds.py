@@ -29,19 +29,23 @@ from gradleak.errors import GradleakError
 EPSILON_CEILING = 50.0  # one-run search range: e^50 is past any count of guesses here
 
 
-def clopper_pearson(successes: int, trials: int, alpha: float) -> tuple[float, float]:
-    """Exact two-sided (1 - alpha) interval for a binomial rate (Clopper, Pearson 1934), via the beta quantiles."""
-    if trials < 1 or not 0 <= successes <= trials:
+def clopper_pearson(successes, trials, alpha: float):
+    """Exact two-sided (1 - alpha) interval for a binomial rate (Clopper, Pearson 1934), via the beta
+    quantiles; elementwise over arrays of counts."""
+    k, n = np.asarray(successes, float), np.asarray(trials, float)
+    if np.any(n < 1) or np.any(k < 0) or np.any(k > n):
         raise GradleakError(f"need 0 <= successes <= trials and trials >= 1, not {successes} of {trials}")
-    low = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes))
+    with np.errstate(invalid="ignore"):
+        low = np.where(k == 0, 0.0, stats.beta.ppf(alpha / 2, np.maximum(k, 1), n - k + 1))
+        high = np.where(k == n, 1.0, stats.beta.ppf(1 - alpha / 2, k + 1, np.maximum(n - k, 1)))
+    if low.ndim == 0:
+        return float(low), float(high)
     return low, high
 
 
-def _log_ratio(numerator: float, denominator: float) -> float:
-    if numerator <= 0:
-        return 0.0
-    return max(0.0, math.log(numerator / denominator))
+def _log_ratio(numerator, denominator):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(numerator > 0, np.maximum(0.0, np.log(np.maximum(numerator, 1e-300) / denominator)), 0.0)
 
 
 @dataclass(frozen=True)
@@ -57,28 +61,24 @@ class TwoWorldBound:
     epsilon_cap: float  # the largest eps_lower these many trials can show (a perfect test)
 
 
-def rates_bound(tp: int, fp: int, n_in: int, n_out: int, delta: float, alpha: float) -> float:
-    """eps_lower from counts: TP of n_in releases on D', FP of n_out on D (Jagielski et al. 2020, Alg. 2)."""
-    # Both intervals hold together with probability >= 1 - alpha: each gets alpha / 2 (Bonferroni).
-    tpr_low, _ = clopper_pearson(tp, n_in, alpha)
-    _, fpr_high = clopper_pearson(fp, n_out, alpha)
-    tnr_low, _ = clopper_pearson(n_out - fp, n_out, alpha)
-    _, fnr_high = clopper_pearson(n_in - tp, n_in, alpha)
-    return max(_log_ratio(tpr_low - delta, fpr_high), _log_ratio(tnr_low - delta, fnr_high))
+def rates_bound(tp, fp, n_in: int, n_out: int, delta: float, alpha: float):
+    """eps_lower from counts: TP of n_in releases on D', FP of n_out on D (Jagielski et al. 2020, Alg. 2);
+    elementwise over arrays of counts."""
+    # Two intervals (TP's and FP's; FNR's is 1 - TPR's) at alpha / 2 per side hold together with probability >= 1 - alpha.
+    tpr_low, fnr_high = (np.asarray(v) for v in clopper_pearson(tp, n_in, alpha))
+    fnr_high = 1 - tpr_low
+    fpr_low, fpr_high = (np.asarray(v) for v in clopper_pearson(fp, n_out, alpha))
+    tnr_low = 1 - fpr_high
+    bound = np.maximum(_log_ratio(tpr_low - delta, fpr_high), _log_ratio(tnr_low - delta, fnr_high))
+    return float(bound) if bound.ndim == 0 else bound
 
 
 def best_threshold(scores_in: np.ndarray, scores_out: np.ndarray, delta: float, alpha: float) -> float:
     """The threshold ``score >= t`` (guess "in") with the largest eps_lower on these scores."""
     candidates = np.unique(np.concatenate([scores_in, scores_out]))
-    ins, outs = np.sort(scores_in), np.sort(scores_out)
-    best, best_t = -1.0, float(candidates[0])
-    for t in candidates:
-        tp = len(ins) - int(np.searchsorted(ins, t, side="left"))
-        fp = len(outs) - int(np.searchsorted(outs, t, side="left"))
-        eps = rates_bound(tp, fp, len(ins), len(outs), delta, alpha)
-        if eps > best:
-            best, best_t = eps, float(t)
-    return best_t
+    tp = len(scores_in) - np.searchsorted(np.sort(scores_in), candidates, side="left")
+    fp = len(scores_out) - np.searchsorted(np.sort(scores_out), candidates, side="left")
+    return float(candidates[int(np.argmax(rates_bound(tp, fp, len(scores_in), len(scores_out), delta, alpha)))])
 
 
 def two_world_bound(scores_in: np.ndarray, scores_out: np.ndarray, delta: float, confidence: float = 0.95) -> TwoWorldBound:
