@@ -19,7 +19,7 @@ from gradleak.errors import GradleakError
 from gradleak.progress import set_quiet
 
 # Order here is the order in `gradleak --help`.
-COMMANDS = ("demo", "attack", "evaluate", "report", "utility", "claims", "secagg", "privacy", "audit", "list")
+COMMANDS = ("demo", "attack", "evaluate", "report", "utility", "claims", "secagg", "privacy", "audit", "property", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:
