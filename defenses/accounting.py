@@ -38,6 +38,9 @@ from gradleak.errors import GradleakError
 from gradleak.spec import Range
 
 Accountant = Literal["pld", "rdp"]
+# A deliberately broken mechanism, only for checking that an audit catches it (gradleak audit):
+# "weak-noise" adds a tenth of the noise the accountant assumes, "no-clip" skips clipping.
+PlantedBug = Literal["none", "weak-noise", "no-clip"]
 ACCOUNTANTS: tuple[str, ...] = get_args(Accountant)
 
 # Width of the PLD's privacy-loss grid. dp-accounting's default (1e-4) is 10x slower; 1e-3
@@ -56,6 +59,11 @@ CALIBRATION_TOLERANCE = 1e-4
 # Noised releases (steps or rounds) one guarantee may cover: a million DP-SGD steps is beyond any
 # training here, and the PLD accountant's composition grows with it.
 MAX_STEPS = 1_000_000
+
+
+def bug_noise_scale(bug: PlantedBug) -> float:
+    """The fraction of the accounted noise a mechanism with ``bug`` planted really adds."""
+    return 0.1 if bug == "weak-noise" else 1.0
 
 
 def _accountant(name: str) -> Callable[[], dp_accounting.PrivacyAccountant]:

@@ -32,7 +32,7 @@ from typing import Annotated, ClassVar
 import torch
 
 from gradleak.defenses import register
-from gradleak.defenses.accounting import DPSettings
+from gradleak.defenses.accounting import DPSettings, PlantedBug, bug_noise_scale
 from gradleak.defenses.base import ClientContext, Defense, Stage, Update
 from gradleak.defenses.gaussian import add_noise, clip_update
 from gradleak.errors import GradleakError
@@ -42,6 +42,7 @@ from gradleak.spec import Range
 @dataclass(frozen=True)
 class DPFedAvgConfig(DPSettings):
     clients: Annotated[float | None, Range(0, 1e9, low_open=True)] = None  # qN, the expected cohort the noised sum is divided by; None: everyone (q = 1)
+    planted_bug: PlantedBug = "none"  # for audits of broken mechanisms only: a tenth of the accounted noise, or no clipping
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,13 +69,13 @@ class DPFedAvg(Defense):
         self.sigma = self.config.sigma
 
     def on_upload(self, update: Update, context: ClientContext) -> Update:
-        return clip_update(update, self.config.clip)
+        return update if self.config.planted_bug == "no-clip" else clip_update(update, self.config.clip)
 
     def on_aggregate(self, aggregate: Update, num_clients: int, generator: torch.Generator) -> Update:
         """``aggregate`` is the mean over the ``num_clients`` realised; release (sum + noise) / qN."""
         expected = self.config.clients if self.config.clients is not None else num_clients
         summed = tuple(t * num_clients for t in aggregate)
-        return tuple(t / expected for t in add_noise(summed, self.sigma * self.config.clip, generator))
+        return tuple(t / expected for t in add_noise(summed, self.sigma * self.config.clip * bug_noise_scale(self.config.planted_bug), generator))
 
     def epsilon(self) -> float:
         return self.config.achieved_epsilon()

@@ -29,6 +29,7 @@ statistics) is per-example and allowed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -38,7 +39,7 @@ from torch.func import functional_call, grad, vmap
 
 from gradleak import federated
 from gradleak.defenses import noise, register
-from gradleak.defenses.accounting import DPSettings
+from gradleak.defenses.accounting import DPSettings, PlantedBug, bug_noise_scale
 from gradleak.defenses.base import Defense, Update
 from gradleak.defenses.gaussian import add_noise, clip_factors
 from gradleak.defenses.ghost_clipping import clipped_gradient_sum
@@ -86,6 +87,7 @@ def clipped_sum(per_example: Params, clip: float) -> Params:
 @dataclass(frozen=True)
 class DPSGDSettings(DPSettings):
     clipping: Literal["fast", "vmap"] = "fast"  # per-example norms from activations where exact (Li et al. 2022), else vmap
+    planted_bug: PlantedBug = "none"  # for audits of broken mechanisms only: a tenth of the accounted noise, or no clipping
 
 
 @register
@@ -105,17 +107,18 @@ class DPSGD(Defense):
         self, model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> Update:
         q, clip = self.config.sample_rate, self.config.clip
+        bug = self.config.planted_bug
         expected_lot = q * len(x)
         if q < 1:
             chosen = noise.poisson_mask(len(x), q, generator)
             x, y = x[chosen.to(x.device)], y[chosen.to(y.device)]
         names = federated.trainable_names(model)
         if len(x):
-            summed = clipped_gradient_sum(model, params, x, y, clip, self.config.clipping)
+            summed = clipped_gradient_sum(model, params, x, y, math.inf if bug == "no-clip" else clip, self.config.clipping)
         else:  # an empty lot still releases (pure) noise, or its emptiness would show
             check_per_example(model)
             summed = {n: torch.zeros_like(params[n]) for n in names}
-        released = add_noise([summed[n] for n in names], self.sigma * clip, generator)
+        released = add_noise([summed[n] for n in names], self.sigma * clip * bug_noise_scale(bug), generator)
         return tuple(torch._foreach_div(released, expected_lot))
 
     def epsilon(self) -> float:

@@ -25,7 +25,7 @@ from gradleak.progress import set_quiet
 MAX_THREADS = 1024  # far above any CPU's cores: a typo, not a machine
 
 # Order here is the order in `gradleak --help`.
-COMMANDS = ("demo", "app", "attack", "evaluate", "report", "utility", "claims", "secagg", "privacy", "list")
+COMMANDS = ("demo", "app", "attack", "evaluate", "report", "utility", "claims", "secagg", "privacy", "audit", "property", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:
