@@ -63,12 +63,15 @@ def run_tasks(
     results: str | Path,
     execute: Execute,
     workers: int = 1,
+    backend: Callable[[Sequence[Task], Execute, int, Callable[..., None]], None] | None = None,
 ) -> Outcome:
     """Execute the tasks whose key is not yet in ``results``, appending each record as it finishes.
 
     ``execute`` must be a module-level function (it is sent to the workers by name). A task
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
-    invocation retries it; the others go on.
+    invocation retries it; the others go on. ``backend`` runs the tasks elsewhere (Ray: see
+    :mod:`~gradleak.eval.backends`) and hands each result to the same ``finish``; ``None`` is
+    the process pool.
     """
     store = ResultStore(results)
     todo = [t for t in tasks if t.key not in store]
@@ -88,7 +91,9 @@ def run_tasks(
 
     threads = torch.get_num_threads()
     try:
-        if workers <= 1:
+        if backend is not None:
+            backend(todo, execute, workers, finish)
+        elif workers <= 1:
             # one thread, as in a worker: on a shared or busy machine more intra-op threads make
             # these small networks slower, not faster
             torch.set_num_threads(1)
