@@ -14,5 +14,6 @@ except ImportError:
 
 from gradleak.flower.grid import InProcessGrid  # noqa: E402
 from gradleak.flower.mods import defense_mod  # noqa: E402
+from gradleak.flower.strategy import CuriousFedAvg, CuriousLegacyFedAvg, CuriousServer  # noqa: E402
 
-__all__ = ["InProcessGrid", "defense_mod"]
+__all__ = ["CuriousFedAvg", "CuriousLegacyFedAvg", "CuriousServer", "InProcessGrid", "defense_mod"]

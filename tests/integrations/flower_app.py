@@ -14,7 +14,7 @@ from gradleak.models import build
 
 DATASET, MODEL = "faces", "lenet-zhu"
 EXAMPLES_PER_NODE = 1
-LOCAL_STEPS, LEARNING_RATE = 1, 0.1
+LOCAL_STEPS, LEARNING_RATE = 1, 0.01  # one step: the delta is -lr times the gradient
 
 
 def dataset():
@@ -40,11 +40,12 @@ def make_app(mods=()) -> ClientApp:
         model.load_state_dict(message.content["arrays"].to_torch_state_dict())
         images, labels = partition(InProcessGrid.partition(int(context.node_id)))
         x = dataset().normalization.normalize(images)
-        optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
         for _ in range(LOCAL_STEPS):
-            optimizer.zero_grad()
+            model.zero_grad()
             F.cross_entropy(model(x), labels).backward()
-            optimizer.step()
+            with torch.no_grad():  # plain SGD, w <- w - lr g
+                for p in model.parameters():
+                    p -= LEARNING_RATE * p.grad
         content = RecordDict({"arrays": ArrayRecord(model.state_dict()),
                               "metrics": MetricRecord({"num-examples": len(labels)})})
         return Message(content, reply_to=message)
