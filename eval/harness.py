@@ -22,6 +22,7 @@ from skimage import io
 import gradleak
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
+from gradleak.eval import backends
 from gradleak.eval.grid import Run, seeded_attack
 from gradleak.eval.metrics import Scores, score
 from gradleak.eval.runner import Outcome, run_tasks
@@ -111,6 +112,8 @@ def save_images(out: Path, key: str, truth: Truth, reconstruction: Reconstructio
     return paths
 
 
-def run_grid(runs: Sequence[Run], out: str | Path, workers: int = 1) -> Outcome:
-    """Execute the runs not yet in ``out/results.jsonl``, appending each record as it finishes."""
-    return run_tasks(runs, Path(out) / RESULTS, execute, workers)
+def run_grid(runs: Sequence[Run], out: str | Path, workers: int = 1, backend: str = "process",
+             address: str | None = None) -> Outcome:
+    """Execute the runs not yet in ``out/results.jsonl``, appending each record as it finishes,
+    on ``backend`` (:data:`~gradleak.eval.backends.BACKENDS`; ``address``: a Ray cluster)."""
+    return run_tasks(runs, Path(out) / RESULTS, execute, workers, backends.backend(backend, address))

@@ -66,13 +66,16 @@ def run_tasks(
     execute: Execute,
     workers: int = 1,
     compute: Compute | None = None,
+    backend: Callable[[Sequence[Task], Execute, int, Callable[..., None]], None] | None = None,
 ) -> Outcome:
     """Execute the tasks whose key is not yet in ``results``, appending each record as it finishes.
 
     ``execute`` must be a module-level function (it is sent to the workers by name). A task
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
     invocation retries it; the others go on. ``compute``: the settings every task runs under
-    (default: this process's current ones).
+    (default: this process's current ones). ``backend`` runs the tasks elsewhere (Ray: see
+    :mod:`~gradleak.eval.backends`) and hands each result to the same ``finish``; ``None`` is
+    the process pool.
     """
     compute = compute or Compute.current()
     store = ResultStore(results)
@@ -92,7 +95,9 @@ def run_tasks(
         bar.update(1)
 
     try:
-        if workers <= 1:
+        if backend is not None:
+            backend(todo, execute, workers, finish)
+        elif workers <= 1:
             with compute.applied():
                 for task in todo:
                     finish(task, *_attempt(execute, task))

@@ -7,6 +7,7 @@ import dataclasses
 import typing
 
 from gradleak.commands.options import field_type, in_file, out_dir
+from gradleak.eval.backends import BACKENDS
 from gradleak.eval.grid import SweepSettings, load_config, plan
 from gradleak.eval.harness import RESULTS, run_grid
 from gradleak.eval.summary import group_runs, table_rows, text_table
@@ -28,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--defense", dest="defenses", action="append", metavar="STACK",
                         help="a defense stack: none, a spec, or specs joined by '+' (repeatable)")
     parser.add_argument("--seeds", type=field_type(SweepSettings, "seeds"), nargs="+", metavar="S", help="run seeds (default 0)")
-    parser.add_argument("--workers", type=field_type(SweepSettings, "workers"), help="worker processes (default 1)")
+    parser.add_argument("--workers", type=field_type(SweepSettings, "workers"), help="worker processes, or Ray tasks in flight (default 1)")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="process",
+                        help="where runs execute: process (worker processes here, default) or ray (docs/harness.md)")
+    parser.add_argument("--address", help="with --backend ray: the cluster to join (default $RAY_ADDRESS, else a local Ray)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--threshold-db", type=field_type(SweepSettings, "threshold_db"), help="PSNR counted as attack success (default 20)")
     parser.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE",
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     runs = plan(config)
     settings = config.settings
     print(f"{len(runs)} run(s) in the grid; results in {settings.out}/{RESULTS}")
-    outcome = run_grid(runs, settings.out, settings.workers)
+    outcome = run_grid(runs, settings.out, settings.workers, args.backend, args.address)
     keys = {r.key for r in runs}
     records = [r for r in outcome.store.records if r.get("key") in keys]
     print(text_table(table_rows(group_runs(records), settings.threshold_db)))

@@ -1,0 +1,75 @@
+"""Any gradleak client-stage defense as a Flower client Mod.
+
+A Mod wraps a ``ClientApp``: ``mod(message, context, call_next) -> reply``. On a training
+message the client's update is the reply's arrays minus the arrays it received (the FedAvg
+delta ``w_after - w_before``, McMahan et al., AISTATS 2017, Alg. 1); the Mod applies the
+defense's ``on_upload`` to that update, as gradleak's own clients do
+(:meth:`gradleak.federated.Client.upload`), and writes ``w_before + defended update`` back.
+Both Flower APIs work: the message API's ``"arrays"`` record and the legacy ``NumPyClient``'s
+``fitins``/``fitres`` parameters (one array record each way).
+
+Noise is drawn from a CSPRNG unless ``seed`` is given (experiments only: seeded noise is not
+private). Defenses that act inside local training (DP-SGD, Soteria) or in aggregation
+(secure aggregation) cannot be a reply-side Mod and are refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp.typing import ClientAppCallable, Mod
+
+from gradleak.defenses import ClientContext, Defense, build_defense
+from gradleak.errors import GradleakError
+from gradleak.federated import noise_generator
+
+NUM_EXAMPLES_KEYS = ("num-examples", "fitres.num_examples")  # message API metrics, legacy FitRes
+
+
+def defense_mod(defense: str | Defense, seed: int | None = None) -> Mod:
+    """A Mod applying ``defense`` (a spec such as ``"prune:ratio=0.9"``, or a built defense) to each update."""
+    defense = build_defense(defense) if isinstance(defense, str) else defense
+    if defense.stage != "client":
+        raise GradleakError(
+            f"{defense.name} acts at the {defense.stage} stage, not on a finished update; a Mod can apply "
+            "client-stage defenses only (prune, quantize, fp16, dp-fedavg's clipping, dp-distributed)"
+        )
+    generator = noise_generator(seed)
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        if message.metadata.message_type != MessageType.TRAIN or not reply.has_content():
+            return reply
+        key, sent = _only_record(message.content, "received")
+        reply_key, returned = _only_record(reply.content, "sent back")
+        if list(sent) != list(returned):
+            raise GradleakError(f"the reply's arrays {list(returned)} are not the received ones {list(sent)}")
+        floats = [k for k in sent if np.issubdtype(sent[k].numpy().dtype, np.floating)]
+        before = {k: torch.from_numpy(sent[k].numpy()) for k in floats}
+        update = tuple(torch.from_numpy(returned[k].numpy()) - before[k] for k in floats)
+        client = ClientContext(int(context.node_id), _num_examples(reply.content), generator)
+        defended = defense.on_upload(update, client)
+        arrays = dict(returned)
+        for k, delta in zip(floats, defended):
+            arrays[k] = Array((before[k] + delta).numpy())
+        reply.content.array_records[reply_key] = ArrayRecord(arrays)
+        return reply
+
+    mod.__name__ = f"gradleak_{defense.name.replace('-', '_')}_mod"
+    return mod
+
+
+def _only_record(content: RecordDict, what: str) -> tuple[str, ArrayRecord]:
+    records = list(content.array_records.items())
+    if len(records) != 1:
+        raise GradleakError(f"a defense Mod needs exactly one array record {what}, found {len(records)}")
+    return records[0]
+
+
+def _num_examples(content: RecordDict) -> int:
+    for record in (*content.metric_records.values(), *content.config_records.values()):
+        for key in NUM_EXAMPLES_KEYS:
+            if key in record:
+                return int(record[key])
+    return 1

@@ -1,0 +1,148 @@
+"""A curious server as a Flower Strategy: its attack matches gradleak's own run, and SecAgg+ hides all but the aggregate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+flwr = pytest.importorskip("flwr", reason="Flower is not installed (pip install 'gradleak[flower]')")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from flwr.app import ArrayRecord  # noqa: E402
+
+from gradleak.eval.grid import seeded_attack  # noqa: E402
+from gradleak.eval.metrics import score  # noqa: E402
+from gradleak.eval.results import read_records  # noqa: E402
+from gradleak.federated import Client, run_round  # noqa: E402
+from gradleak.flower import CuriousFedAvg, CuriousServer, InProcessGrid  # noqa: E402
+from gradleak.threat import LocalTraining, Truth  # noqa: E402
+
+import flower_app as app  # noqa: E402
+
+NODES, ROUNDS, SEED = 4, 2, 0
+ATTACK = "idlg:iterations=100,restarts=1"
+LOCAL = LocalTraining("fedavg", app.LOCAL_STEPS, app.LEARNING_RATE)
+
+
+def _truth(node_ids: tuple[int, ...]) -> Truth:
+    parts = [app.partition(InProcessGrid.partition(n)) for n in node_ids]
+    return Truth(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+
+def _server(out) -> CuriousServer:
+    data = app.dataset()
+    return CuriousServer(app.global_model(), data.normalization, data.shape, data.num_classes, LOCAL,
+                         attack=ATTACK, out=out, seed=SEED, truth=_truth)
+
+
+def _own_psnr(sent: list[np.ndarray], victim: int) -> float:
+    """gradleak's own round on the same global model and data: the victim's update, the same seeded attack."""
+    data = app.dataset()
+    model = app.global_model()
+    model.load_state_dict({n: torch.from_numpy(a.copy()) for n, a in zip(model.state_dict(), sent)})
+    clients = [Client(k, *app.partition(k)) for k in range(NODES)]
+    round_ = run_round(model, data.normalization, clients, data.num_classes, local=LOCAL, victim=victim)
+    reconstruction = seeded_attack(ATTACK, SEED, "attack").reconstruct(round_.view)
+    return score(reconstruction, round_.truth).summary()["psnr"]
+
+
+def test_curious_fedavg_attacks_every_reply_like_gradleak_does(tmp_path):
+    strategy = CuriousFedAvg(_server(tmp_path), fraction_evaluate=0.0, min_available_nodes=NODES)
+    grid = InProcessGrid(app.make_app(), NODES)
+    strategy.start(grid, ArrayRecord(app.global_model().state_dict()), num_rounds=ROUNDS)
+
+    records = read_records(tmp_path / "results.jsonl")
+    assert len(records) == NODES * ROUNDS and all(r["kind"] == "attack" for r in records)
+    assert not any(r["view"]["aggregate"] for r in records)
+    # the second round's global model is FedAvg's aggregate, not the first: the strategy aggregated
+    assert not all(np.array_equal(a, b) for a, b in zip(strategy.sent[1], strategy.sent[2]))
+    psnrs = []
+    for record in records:
+        server_round, (node,) = record["flower"]["round"], record["flower"]["node_ids"]
+        flower = record["metrics"]["psnr"]
+        own = _own_psnr(strategy.sent[server_round], InProcessGrid.partition(node))
+        assert abs(flower - own) < 0.5 or (math.isinf(flower) and math.isinf(own)), (server_round, node, flower, own)
+        psnrs.append(flower)
+    # the attack really works here (a grey guess scores about 15 dB), so agreeing is not agreeing on noise
+    assert sum(psnrs) / len(psnrs) > 18
+
+
+def test_under_secaggplus_the_strategy_sees_only_the_aggregate(tmp_path):
+    from flwr.app import ConfigRecord, Context, RecordDict
+    from flwr.client import NumPyClient
+    from flwr.client.mod import secaggplus_mod
+    from flwr.clientapp import ClientApp
+    from flwr.common import ndarrays_to_parameters
+    from flwr.compat.common import recorddict_compat as compat
+    from flwr.server import ServerConfig
+    from flwr.server.client_manager import SimpleClientManager
+    from flwr.server.compat.grid_client_proxy import GridClientProxy
+    from flwr.server.compat.legacy_context import LegacyContext
+    from flwr.server.workflow import SecAggPlusWorkflow
+    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+    from flwr.server.workflow.constant import Key as WorkflowKey
+
+    from gradleak.flower import CuriousLegacyFedAvg
+
+    initial = [t.numpy() for t in app.global_model().state_dict().values()]
+    deltas = []
+
+    class LegacyClient(NumPyClient):
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        def fit(self, parameters, config):
+            grid_app = app.make_app()  # the same plain-torch training, through the message API's helper
+            weights = _train_once(grid_app, parameters, self.k)
+            deltas.append([w - p for w, p in zip(weights, parameters)])
+            return weights, 1, {}
+
+    observed = []
+
+    class Recording(CuriousServer):
+        def observe(self, server_round, node_ids, sent, received, num_examples, aggregate):
+            observed.append((node_ids, [np.asarray(r) - s for r, s in zip(received, sent)], aggregate))
+            return super().observe(server_round, node_ids, sent, received, num_examples, aggregate)
+
+    data = app.dataset()
+    server = Recording(app.global_model(), data.normalization, data.shape, data.num_classes, LOCAL,
+                       attack="idlg:iterations=2,restarts=1", out=tmp_path, seed=SEED, truth=_truth)
+    client_app = ClientApp(client_fn=lambda context: LegacyClient(InProcessGrid.partition(int(context.node_id))).to_client(),
+                           mods=[secaggplus_mod])
+    grid = InProcessGrid(client_app, NODES)
+    manager = SimpleClientManager()
+    for nid in grid.get_node_ids():
+        manager.register(GridClientProxy(node_id=nid, grid=grid, run_id=0))
+    strategy = CuriousLegacyFedAvg(server, fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=NODES,
+                                   min_available_clients=NODES)
+    context = LegacyContext(Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}),
+                            config=ServerConfig(num_rounds=1), strategy=strategy, client_manager=manager)
+    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: 1})
+    context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(ndarrays_to_parameters(initial), True)
+    # max_weight=1: each node reports one example, so the quantisation step is 16 / 2^22, not 1000 times that
+    SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2, max_weight=1.0)(grid, context)
+
+    assert len(deltas) == NODES and len(observed) == 1  # four uploads, one observation: the aggregate
+    nodes, update, aggregate = observed[0]
+    assert aggregate and sorted(nodes) == sorted(grid.get_node_ids())
+    mean = [sum(d[i] for d in deltas) / NODES for i in range(len(initial))]
+    # SecAgg+ quantises to 2^22 levels over [-8, 8]: a few 1e-6 of error, far below the clients' differences
+    assert max(float(np.abs(u - m).max()) for u, m in zip(update, mean)) < 1e-4
+    for own in deltas:
+        assert max(float(np.abs(u - d).max()) for u, d in zip(update, own)) > 1e-3
+    (record,) = read_records(tmp_path / "results.jsonl")
+    assert record["view"]["aggregate"] and record["view"]["cohort_size"] == NODES
+
+
+def _train_once(client_app, parameters, k: int) -> list[np.ndarray]:
+    """One node's training on ``parameters`` (state_dict order), via the plain-torch ClientApp."""
+    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+
+    keys = list(app.global_model().state_dict())
+    record = ArrayRecord({key: torch.from_numpy(p.copy()) for key, p in zip(keys, parameters)})
+    grid = InProcessGrid(client_app, NODES)
+    (reply,) = grid.send_and_receive([Message(RecordDict({"arrays": record, "config": ConfigRecord()}),
+                                              InProcessGrid.node_id(k), MessageType.TRAIN)])
+    return [a.numpy() for a in reply.content["arrays"].values()]
