@@ -23,4 +23,4 @@ def build_attack(spec: str, **overrides) -> Attack:
     return cls(make_config(cls.Config, {**parsed.params, **overrides}, f"attack {parsed.name!r}"))
 
 # Importing the attack modules registers them.
-from gradleak.attacks import dlg, fedavg, gradinversion, idlg, inverting, rgap  # noqa: E402,F401
+from gradleak.attacks import analytic, dlg, fedavg, gradinversion, idlg, inverting, rgap  # noqa: E402,F401

@@ -14,7 +14,7 @@ Each local step:
    examples of the local dataset, so that ``q B`` is the expected lot size (Abadi et al. divide
    by the lot size L; dividing by the realised size would itself depend on the data).
 
-Dividing by ``q B`` keeps the result on the scale of :func:`gradleak.federated.loss_fn`, a batch
+Dividing by ``q B`` keeps the result on the scale of :func:`gradleak.gradients.loss_fn`, a batch
 mean, so a DP-SGD client runs the same FedSGD/FedAvg arithmetic as any other.
 
 The lot's coins and the noise come from :mod:`~gradleak.defenses.noise` (a CSPRNG unless the
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from gradleak import federated
+from gradleak import gradients
 from gradleak.defenses import noise, register
 from gradleak.defenses.accounting import DPSettings, PlantedBug, bug_noise_scale
 from gradleak.defenses.base import Defense, Update
@@ -62,14 +62,14 @@ def check_per_example(model: nn.Module) -> None:
 def per_example_gradients(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
     """``{name: (B, *shape)}``: each example's gradient of ``loss_fn``, for the trainable parameters."""
     check_per_example(model)
-    names = federated.trainable_names(model)
+    names = gradients.trainable_names(model)
     trainable = {n: params[n].detach() for n in names}
     fixed = {n: p.detach() for n, p in params.items() if n not in trainable}
     buffers = dict(model.named_buffers())
 
     def example_loss(theta: Params, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, ({**fixed, **theta}, buffers), (xi.unsqueeze(0),))
-        return federated.loss_fn(logits, yi.unsqueeze(0))
+        return gradients.loss_fn(logits, yi.unsqueeze(0))
 
     return vmap(grad(example_loss), in_dims=(None, 0, 0), randomness="different")(trainable, x, y)
 
@@ -112,7 +112,7 @@ class DPSGD(Defense):
         if q < 1:
             chosen = noise.poisson_mask(len(x), q, generator)
             x, y = x[chosen.to(x.device)], y[chosen.to(y.device)]
-        names = federated.trainable_names(model)
+        names = gradients.trainable_names(model)
         if len(x):
             summed = clipped_gradient_sum(model, params, x, y, math.inf if bug == "no-clip" else clip, self.config.clipping)
         else:  # an empty lot still releases (pure) noise, or its emptiness would show

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from gradleak import federated
+from gradleak import gradients
 from gradleak.defenses.gaussian import clip_factors
 
 Params = dict[str, torch.Tensor]
@@ -161,7 +161,7 @@ def trainable_layers(model: nn.Module) -> dict[nn.Module, dict[str, str]]:
 
     Raises :class:`NotExact` when one has no norm rule or a parameter is shared between modules.
     """
-    trainable = set(federated.trainable_names(model))
+    trainable = set(gradients.trainable_names(model))
     owners = Counter(
         id(p) for _, m in model.named_modules(remove_duplicate=False) for p in m.parameters(recurse=False)
     )
@@ -203,7 +203,7 @@ def book_keeping_clipped_sum(
     if len({id(call.module) for call in calls}) != len(calls):
         raise NotExact("a layer is called more than once per forward pass")
     # Summed per-example losses: the gradient at s is then each example's own e_i.
-    loss = federated.loss_fn(logits, y) * len(x)
+    loss = gradients.loss_fn(logits, y) * len(x)
     outputs = torch.autograd.grad(loss, [call.s for call in calls], allow_unused=True)
     rules = []
     for call, e in zip(calls, outputs):
@@ -214,7 +214,7 @@ def book_keeping_clipped_sum(
     summed = {n: torch.zeros_like(params[n]) for n in trainable}
     for _, weighted in rules:
         summed.update(weighted(c))
-    return {n: summed[n] for n in federated.trainable_names(model)}
+    return {n: summed[n] for n in gradients.trainable_names(model)}
 
 
 def clipped_gradient_sum(

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from gradleak import federated
+from gradleak import gradients
 from gradleak.defenses import register
 from gradleak.defenses.base import Defense, Update
 from gradleak.errors import GradleakError
@@ -77,9 +77,9 @@ class Soteria(Defense):
     def step_gradient(
         self, model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
     ) -> Update:
-        grads = list(federated.batch_gradient(model, params, x, y))
+        grads = list(gradients.batch_gradient(model, params, x, y))
         layer_name, _ = first_linear(model)
-        index = federated.trainable_names(model).index(f"{layer_name}.weight" if layer_name else "weight")
+        index = gradients.trainable_names(model).index(f"{layer_name}.weight" if layer_name else "weight")
         scores = feature_scores(model, {n: p.detach() for n, p in params.items()}, x)
         removed = torch.argsort(scores)[: int(self.config.ratio * len(scores))]
         weight_grad = grads[index].clone()

@@ -1,8 +1,7 @@
 """The victim side of federated learning: clients, local training, and one round.
 
-The loss is defined once (:func:`loss_fn`) and used both by clients computing updates and by
-attacks modelling them, so the two can never disagree (a known pitfall is a client using
-``0.5 * CE`` while the attacker matches ``CE``). Local training is functional
+The loss, parameter naming and batch gradient live in :mod:`gradleak.gradients` (below both this
+module and the defenses) and are re-exported here. Local training is functional
 (``torch.func.functional_call`` on a parameter dict), so an attack can unroll exactly the same
 steps with ``create_graph=True``.
 """
@@ -14,40 +13,19 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from gradleak.defenses import ClientContext, Defense, DefenseStack, Update, noise
 from gradleak.errors import GradleakError
+from gradleak.gradients import Params, batch_gradient, loss_fn, trainable_names
+from gradleak.servers import Server, ServerContext, build_server
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
-Params = dict[str, torch.Tensor]
+__all__ = [
+    "Client", "Params", "Round", "batch_gradient", "local_update", "loss_fn", "minibatches", "noise_generator",
+    "poisson_cohort", "run_round", "sized_aggregator", "split_clients", "trainable_names",
+]
 StepGradient = Callable[[nn.Module, Params, torch.Tensor, torch.Tensor], Update]
-
-
-def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the batch; ``targets`` are class indices or probability rows."""
-    return F.cross_entropy(logits, targets)
-
-
-def trainable_names(model: nn.Module) -> list[str]:
-    return [name for name, p in model.named_parameters() if p.requires_grad]
-
-
-def batch_gradient(
-    model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor, create_graph: bool = False
-) -> Update:
-    """d loss_fn(model(x), y) / d params, for the trainable parameters in ``model.parameters()`` order.
-
-    With ``create_graph=True`` the result stays differentiable with respect to ``x`` (and ``y``),
-    which is what gradient matching optimises through.
-    """
-    names = trainable_names(model)
-    if not create_graph:
-        params = {n: (p.detach().requires_grad_(True) if n in names else p) for n, p in params.items()}
-    logits = functional_call(model, params, (x,))
-    return torch.autograd.grad(loss_fn(logits, y), [params[n] for n in names], create_graph=create_graph)
 
 
 def minibatches(num_examples: int, local: LocalTraining) -> list[slice]:
@@ -180,13 +158,18 @@ def run_round(
     known_labels: bool = False,
     model_mode: str = "train",
     noise_seed: int | None = None,
+    server: Server | None = None,
+    public: torch.Tensor | None = None,
 ) -> Round:
     """Run one round and split it into what the server sees and the truth.
 
-    Under plain aggregation the server sees each upload, so the view is client ``victim``'s
-    update and the truth its data. When the aggregation hides individual uploads (secure
-    aggregation) the view is only the aggregate, and the truth is the data of the clients in it
-    (``Aggregation.contributors``: all of them, or the survivors when some dropped out).
+    ``server`` (default honest) builds the model each client receives; ``public`` are images in
+    [0, 1] that no client holds, which a malicious server may use to prepare its model. Under
+    plain aggregation the server sees each upload, so the view is client ``victim``'s update and
+    the truth its data. When the aggregation hides individual uploads (secure aggregation) the
+    view is only the aggregate, and the truth is the data of the clients in it
+    (``Aggregation.contributors``: all of them, or the survivors when some dropped out), unless
+    the server aims at one ``target`` client, whose data is then the truth.
     """
     if not clients:
         raise GradleakError("a round needs at least one client")
@@ -194,7 +177,11 @@ def run_round(
         raise GradleakError(f"victim {victim} is not one of the {len(clients)} clients")
     device = next(global_model.parameters()).device
     generator = noise_generator(noise_seed, device)
-    uploads = [c.upload(global_model, normalization, local, defenses, generator, model_mode) for c in clients]
+    server = server or build_server("honest")
+    input_shape = tuple(clients[0].images.shape[1:])
+    context = ServerContext(input_shape, num_classes, None if public is None else normalization.normalize(public.to(device)))
+    sent = server.models(global_model, len(clients), context)
+    uploads = [c.upload(model, normalization, local, defenses, generator, model_mode) for c, model in zip(clients, sent)]
     weights = [len(c) for c in clients]
     aggregation = sized_aggregator(defenses).aggregate(uploads, weights, generator)
     released = aggregation.aggregate
@@ -205,31 +192,41 @@ def run_round(
 
     if aggregation.individual:
         seen = [clients[victim]]
+    elif server.target is not None:
+        seen = [clients[server.target]]
     else:  # only the contributors' data is in the aggregate (secure aggregation leaves out dropouts)
-        contributors = range(len(clients)) if aggregation.contributors is None else aggregation.contributors
-        seen = [clients[i] for i in contributors]
+        seen = [clients[i] for i in (range(len(clients)) if aggregation.contributors is None else aggregation.contributors)]
     truth = Truth(
         images=torch.cat([c.images for c in seen]),
         labels=torch.cat([c.labels for c in seen]),
         client_ids=tuple(c.client_id for c in seen),
     )
-    server_model = copy.deepcopy(global_model)
+    watched = victim if aggregation.individual else (server.target or 0)
+    server_model = copy.deepcopy(sent[watched])
     for p in server_model.parameters():
         p.grad = None
+    contributors = range(len(clients)) if aggregation.contributors is None else aggregation.contributors
+    if aggregation.individual:
+        observed = uploads[victim]
+    else:  # the server reads the aggregate knowing who is in it and with how many examples
+        in_sum = [weights[k] if k in contributors else 0 for k in range(len(clients))]
+        server_model, observed = server.observe(server_model, aggregation.aggregate, in_sum)
     view = ServerView(
         model=server_model,
         normalization=normalization,
-        input_shape=tuple(clients[0].images.shape[1:]),
+        input_shape=input_shape,
         num_classes=num_classes,
-        update=uploads[victim] if aggregation.individual else aggregation.aggregate,
+        update=observed,
         num_examples=len(truth.labels),
         local=local,
         model_mode=model_mode,
-        cohort_size=len(seen) if aggregation.contributors is not None else len(clients),
+        cohort_size=len(contributors),
         aggregate=not aggregation.individual,
         masked_uploads=() if aggregation.individual else aggregation.masked_uploads,
         known_labels=truth.labels.to(device) if known_labels else None,
         defenses=defenses.names(),
+        server=server.describe(),
+        secrets=dict(server.secrets),
     )
     seeded = not noise.is_private(generator)
     return Round(view=view, truth=truth, released=released, noise_seeded=seeded, cost=aggregation.cost)

@@ -23,6 +23,7 @@ from gradleak.defenses import DefenseStack
 from gradleak.errors import GradleakError
 from gradleak.federated import Client, Round, run_round
 from gradleak.models import build
+from gradleak.servers import Server
 from gradleak.spec import Range, Seed
 from gradleak.threat import LocalTraining, Normalization
 from gradleak.training import train
@@ -35,6 +36,8 @@ USER_IMAGE_NORMALIZATION = 0.5
 # A victim's examples in one update, and the classes of a model: beyond these a round exhausts memory.
 MAX_BATCH = 4096
 MAX_CLASSES = 100_000
+# Public examples a malicious server may use to prepare its model (estimating quantiles needs few).
+MAX_PUBLIC = 2048
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,19 @@ def build_round(
     defenses: DefenseStack = DefenseStack(),
     device: torch.device | str = "cpu",
     noise_seed: int | None = None,
+    server: Server | None = None,
 ) -> Round:
-    """Run the scenario's round under ``defenses``; returns the server's view and the truth."""
+    """Run the scenario's round under ``defenses`` and ``server`` (default honest); returns the
+    server's view and the truth. The examples no client holds are the server's public data."""
     dataset = scenario_dataset(scenario)
     model = build_model(scenario, dataset, device)
-    clients = [Client(k, *dataset.get(indices)) for k, indices in enumerate(client_indices(scenario, dataset))]
+    indices = client_indices(scenario, dataset)
+    clients = [Client(k, *dataset.get(held)) for k, held in enumerate(indices)]
+    public = None
+    if server is not None and server.needs_public and not scenario.images:
+        taken = {i for held in indices for i in held}
+        rest = [i for i in range(len(dataset)) if i not in taken][:MAX_PUBLIC]
+        public = dataset.get(rest)[0] if rest else None
     return run_round(
         model,
         dataset.normalization,
@@ -173,4 +184,6 @@ def build_round(
         known_labels=scenario.known_labels,
         model_mode=scenario.model_mode,
         noise_seed=noise_seed,
+        server=server,
+        public=public,
     )

@@ -95,6 +95,7 @@ class ServerView:
     gradient (FedSGD) or a weight delta ``w_after - w_before`` (FedAvg), either one client's
     upload or, when ``aggregate`` is true, only the example-weighted mean over the cohort.
     ``known_labels`` is side information, present only when the experiment grants it.
+    ``secrets`` is what a malicious server planted (it built the model, so it knows them).
     """
 
     model: nn.Module
@@ -111,6 +112,8 @@ class ServerView:
     known_labels: torch.Tensor | None = None
     defenses: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    server: str = "honest"  # the server's behaviour (a spec); malicious servers plant what ``secrets`` records
+    secrets: dict[str, Any] = field(default_factory=dict)  # what the server planted in the model it sent
 
     def __post_init__(self) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]

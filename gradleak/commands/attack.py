@@ -24,6 +24,7 @@ from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
 from gradleak.eval.metrics import Scores, format_db, jsonable, score
 from gradleak.scenario import Scenario, build_round
+from gradleak.servers import SERVERS, build_server
 from gradleak.spec import config_fields, parse_spec
 from gradleak.threat import Reconstruction, Truth
 
@@ -58,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cohort-size", type=field_type(Scenario, "cohort_size"), default=1, help="clients in the round (default 1)")
     parser.add_argument("--known-labels", action="store_true", help="grant the server the labels")
     parser.add_argument("--defense", action="append", default=[], metavar="SPEC", help="a defense (repeatable)")
+    parser.add_argument("--server", default="honest", metavar="SPEC",
+                        help=f"the server's behaviour ({', '.join(SERVERS.names())}; default honest)")
     parser.add_argument("--noise-seed", type=SEED, help="seed DP noise (experiments only; default: OS randomness)")
     parser.add_argument("--labels", choices=("joint", "auto", "idlg", "yin", "counts", "known"),
                         help="how the attack gets labels (default: the attack's own)")
@@ -117,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         raise GradleakError("--label gives the labels of --image files; dataset examples bring their own")
     attack = attack_from(args)
     scenario = scenario_from(args)
+    server = build_server(args.server)
     device = resolve_device(args.device)
-    round_ = build_round(scenario, build_stack(args.defense), device, noise_seed=args.noise_seed)
+    round_ = build_round(scenario, build_stack(args.defense), device, noise_seed=args.noise_seed, server=server)
     start = time.perf_counter()
     reconstruction = attack.reconstruct(round_.view)
     seconds = time.perf_counter() - start
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         "source": [str(p) for p in args.image] if args.image else {"dataset": args.dataset, "index": args.index},
         "batch_size": len(round_.truth.labels),
         "defenses": list(round_.view.defenses),
+        "server": args.server,
         **scores.summary(),
         "seconds": seconds,
         "iterations": int(reconstruction.info.get("evaluations", len(reconstruction.history))),

@@ -8,10 +8,11 @@ from gradleak.attacks import ATTACKS
 from gradleak.data import DATASETS
 from gradleak.defenses import DEFENSES
 from gradleak.models import model_names
+from gradleak.servers import SERVERS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("list", help="list attacks, defenses, models and datasets")
+    parser = subparsers.add_parser("list", help="list attacks, defenses, servers, models and datasets")
     parser.set_defaults(func=run)
 
 
@@ -19,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
     sections = {
         "attacks": ATTACKS.names(),
         "defenses": ["none", *DEFENSES.names()],
+        "servers": SERVERS.names(),
         "models": model_names(),
         "datasets": DATASETS.names(),
     }

@@ -1,0 +1,63 @@
+"""Malicious servers: what they plant, and that the attacks read it back through secure aggregation."""
+
+import pytest
+import torch
+
+from gradleak.attacks import build_attack
+from gradleak.defenses import build_stack
+from gradleak.errors import GradleakError
+from gradleak.eval.metrics import score
+from gradleak.federated import Client, run_round
+from gradleak.models import build
+from gradleak.scenario import Scenario, build_round
+from gradleak.servers import build_server
+from gradleak.threat import Normalization
+
+NORM = Normalization((0.5,), (0.25,))
+
+
+def cohort(clients, per_client=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [Client(k, torch.rand(per_client, 1, 8, 8, generator=generator), torch.randint(0, 3, (per_client,), generator=generator))
+            for k in range(clients)]
+
+
+@pytest.mark.parametrize("target", [0, 5])
+def test_inconsistency_makes_the_secure_aggregate_the_targets_update(target):
+    model = build("mlp", (1, 8, 8), 3, seed=0)
+    clients = cohort(8)
+    round_ = run_round(model, NORM, clients, 3, defenses=build_stack(["secagg:seed=1"]),
+                       server=build_server(f"inconsistent:target={target}"))
+    alone = clients[target].upload(model, NORM, round_.view.local, build_stack([]), torch.Generator())
+    hidden = set(round_.view.secrets["hidden"])
+    names = [n for n, _ in model.named_parameters()]
+    expected = [u for n, u in zip(names, alone) if n not in hidden]
+    step = 8.0 / (2 ** (round_.cost["value_bits"] - 1) - 1)
+    assert hidden == {"net.5.bias"}  # only the classifier's bias moves under the dead copy
+    assert len(round_.view.update) == len(expected) == len(names) - 1
+    for got, want in zip(round_.view.update, expected):
+        assert float((got - want).abs().max()) <= step
+    assert round_.truth.client_ids == (target,) and round_.view.cohort_size == 8
+
+
+def test_an_honest_secure_aggregate_is_not_one_clients_update():
+    model = build("mlp", (1, 8, 8), 3, seed=0)
+    clients = cohort(8)
+    round_ = run_round(model, NORM, clients, 3, defenses=build_stack(["secagg:seed=1"]))
+    alone = clients[0].upload(model, NORM, round_.view.local, build_stack([]), torch.Generator())
+    assert float((round_.view.update[0] * 8 - alone[0]).abs().max()) > 1e-3
+
+
+@pytest.mark.slow  # about 15 s on 2 cores
+def test_idlg_recovers_a_face_through_secure_aggregation_of_8_clients():
+    scenario = Scenario(dataset="faces", cohort_size=8)
+    round_ = build_round(scenario, build_stack(["secagg"]), server=build_server("inconsistent:target=0"))
+    reconstruction = build_attack("idlg:iterations=300").reconstruct(round_.view)
+    assert score(reconstruction, round_.truth).mean_psnr >= 40
+
+
+def test_an_impossible_target_or_model_is_refused():
+    with pytest.raises(GradleakError, match="target 9"):
+        run_round(build("mlp", (1, 8, 8), 3, seed=0), NORM, cohort(4), 3, server=build_server("inconsistent:target=9"))
+    with pytest.raises(GradleakError, match="unknown server"):
+        build_server("evil")
