@@ -116,4 +116,4 @@ def run_grid(runs: Sequence[Run], out: str | Path, workers: int = 1, backend: st
              address: str | None = None) -> Outcome:
     """Execute the runs not yet in ``out/results.jsonl``, appending each record as it finishes,
     on ``backend`` (:data:`~gradleak.eval.backends.BACKENDS`; ``address``: a Ray cluster)."""
-    return run_tasks(runs, Path(out) / RESULTS, execute, workers, backends.backend(backend, address))
+    return run_tasks(runs, Path(out) / RESULTS, execute, workers, backend=backends.backend(backend, address))

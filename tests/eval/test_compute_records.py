@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +30,10 @@ def seen_settings(task: Probe) -> dict:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_tasks_run_under_the_given_compute_and_records_carry_it(tmp_path, workers):
+def test_tasks_run_under_the_given_compute_and_records_carry_it(tmp_path, workers, monkeypatch):
+    # Spawned workers unpickle seen_settings by its module name, tests.eval...: the checkout must be on
+    # the path they copy from this process (``pytest`` alone, unlike ``python -m pytest``, leaves it off).
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2]))
     caller = Compute.current()
     asked = Compute(threads=2, onednn=not caller.onednn)
     outcome = run_tasks([Probe("a"), Probe("b")], tmp_path / "results.jsonl", seen_settings, workers, asked)
