@@ -4,7 +4,7 @@ Balunović, Dimitrov, Jovanović, Vechev, "Bayesian Framework for Gradient Leaka
 Sec. 5-6: heuristic defenses (pruning, quantisation, Soteria) look strong only against attacks
 that ignore them; an attacker who models the defense (their eq. 3: the likelihood of the
 observed update given the defended one) recovers the data again. Here the model is a mask and
-a slack per entry (:class:`~gradleak.attacks.engine.Observation`), which gradient matching
+a slack per entry (:class:`~gradleak.attacks.matching.Observation`), which gradient matching
 applies to its loss:
 
 - ``prune``: an entry observed as zero was pruned (or was zero) and says nothing about the
@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from gradleak.attacks.engine import Observation
+from gradleak.attacks.matching import Observation
 from gradleak.defenses import build_defense
 from gradleak.defenses.base import Defense
 from gradleak.defenses.soteria import first_linear

@@ -3,7 +3,7 @@
 Zhu, Liu, Han, "Deep Leakage from Gradients", NeurIPS 2019, Algorithm 1: start from random
 data and a random soft label, and minimise ``||grad(x', y') - grad||^2`` (eq. 4) over both
 with L-BFGS (lr 1). Here the search restarts when a start stalls and is scored layer by layer
-(see :mod:`gradleak.attacks.engine`); ``labels`` other than ``joint`` fix the labels with a
+(see :mod:`gradleak.attacks.matching`); ``labels`` other than ``joint`` fix the labels with a
 rule from :mod:`gradleak.attacks.labels` and optimise only the images.
 """
 
@@ -16,7 +16,8 @@ import torch
 
 from gradleak.attacks import adaptive, register
 from gradleak.attacks.base import Attack
-from gradleak.attacks.engine import GradientMatching, LBFGSSettings, default_history, lbfgs_search
+from gradleak.attacks.matching import GradientMatching
+from gradleak.attacks.search_lbfgs import LBFGSSettings, default_history, lbfgs_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.errors import GradleakError
 from gradleak.spec import Range, Seed
@@ -43,40 +44,20 @@ class DLG(Attack):
 
     @dataclass(frozen=True)
     class Config:
-        iterations: Annotated[int, Range(1, MAX_ITERATIONS)] = 10000  # evaluations per start (DLG: 300 L-BFGS steps of up to 20); slow photos need ~8,000
-        restarts: Annotated[int, Range(1, MAX_STARTS)] = 6  # fresh starts when one stalls (DLG: one); a failing start costs 200-1,500 evaluations
-        history: Annotated[int, Range(0, 10_000)] = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (engine.default_history)
+        iterations: Annotated[int, Range(1, MAX_ITERATIONS)] = 10000  # evaluations per start (DLG: 300 L-BFGS steps of up to 20)
+        restarts: Annotated[int, Range(1, MAX_STARTS)] = 6  # fresh starts when one stalls (DLG: one)
+        history: Annotated[int, Range(0, 10_000)] = 0  # L-BFGS memory; 0: 100 on the CPU, 400 on CUDA (search_lbfgs.default_history)
         lr: Annotated[float, Range(0, None, low_open=True)] = 1.0  # DLG
         tolerance: Annotated[float, Range(0, 1)] = 1e-7  # solved when every layer's relative squared error is below this
-        # DLG draws its start from N(0, 1) in the normalised space; starting near the data mean
-        # (N(0, 0.1^2)) needs 1.2-2.6x fewer evaluations on photos (docs/attacks.md). Odd
-        # restarts still draw from N(0, 1).
-        init_scale: Annotated[float, Range(0, MAX_SCALE)] = 0.1
-        # DLG takes every quasi-Newton step whole; an overshooting second step froze ~1 start in 5
-        # on photos (saturated sigmoids). Capping a step's RMS entry at 0.3 keeps those starts alive.
-        max_step: Annotated[float, Range(0, None)] = 0.3  # 0: uncapped
+        init_scale: Annotated[float, Range(0, MAX_SCALE)] = 0.1  # start N(0, s^2) near the data mean (DLG: 1; fewer evaluations, docs/attacks.md)
+        max_step: Annotated[float, Range(0, None)] = 0.3  # cap on a step's RMS entry so saturated starts survive (DLG: uncapped = 0)
         labels: str = "joint"  # DLG: a soft label optimised with the image; or idlg|yin|counts|known
-        # DLG: float32. In float32 the search stalls near a worst-layer error of 1e-6, below 40 dB on
-        # the darkest photo (34.7 dB; 42.3 dB in float64), and a CPU evaluation costs only ~1.15x more.
-        precision: str = "float64"  # or float32
-        # Not in DLG: L-BFGS's stored steps and gradient changes (2 x 100 vectors) in float32. They
-        # only shape the direction; the iterate and gradients stay in `precision`. Each step then
-        # reads half the memory: ~1.2x faster iterations on one CPU thread, with the same
-        # evaluations to the same PSNR on photos 0-5 (docs/attacks.md).
-        history_precision: str = "float32"  # or float64
-        # Not in DLG. Compiled, an iteration (evaluation and L-BFGS step) costs ~2x less on LeNet-Zhu,
-        # after a one-time compile of ~30 s (5 s from torch's on-disk cache): worth it for long or
-        # many attacks, not for one face (docs/attacks.md).
-        compile: bool = False
-        # Not in DLG: a total-variation prior (its weight, on the same TV as IG's `tv`) for
-        # batches whose gradient does not single out one set of images (docs/benchmarks.md).
-        tv: Annotated[float, Range(0, None)] = 0.0
-        # Not in DLG, which runs its 300 steps: a start that stops making progress is given up for
-        # a fresh one (engine.LBFGSSettings.stalled). False spends each start's whole budget.
-        abandon_stalled: bool = True
-        # Not in DLG: match only what the defenses named in the view leave (Balunović et al. 2022;
-        # gradleak.attacks.adaptive): pruned entries ignored, quantiser bins matched, Soteria's layer left out.
-        adaptive: bool = False
+        precision: str = "float64"  # DLG: float32, which stalls below 40 dB on dark photos (docs/attacks.md)
+        history_precision: str = "float32"  # not in DLG: L-BFGS pairs only shape the direction, half the memory traffic
+        compile: bool = False  # not in DLG: torch.compile pays after its one-time compile, for long or many attacks
+        tv: Annotated[float, Range(0, None)] = 0.0  # not in DLG: a total-variation prior for batches (IG's `tv`)
+        abandon_stalled: bool = True  # not in DLG: give up a start that stops moving for a fresh one; False spends its budget
+        adaptive: bool = False  # not in DLG: match what the view's defenses leave (Balunović et al. 2022; attacks.adaptive)
         seed: Seed = 0
 
     def settings(self, problem: GradientMatching) -> LBFGSSettings:

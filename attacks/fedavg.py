@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
 
 from gradleak.attacks import register
 from gradleak.attacks.inverting import InvertingGradients

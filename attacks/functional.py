@@ -7,12 +7,10 @@ of the same :func:`gradleak.federated.loss_fn` the clients use), it is evaluated
 at once with ``vmap`` and returns, per problem, the loss, each update tensor's squared error
 and the gradient with respect to the unknowns.
 
-``compile=True`` hands the function to ``torch.compile``. On LeNet-Zhu an evaluation is some
-200 small operators whose dispatch, not arithmetic, is most of its cost (about 9 ms in float64
-on one CPU thread); compiled, the same evaluation takes about 2.6-2.9 ms. The first call
-compiles (about 30 s on this 2-core machine, ~55 s while a second process compiles too, 5 s
-when torch's on-disk cache already holds the graph),
-so it pays for searches of more than a few thousand evaluations. One compiled function serves
+``compile=True`` hands the function to ``torch.compile``. On a small network such as LeNet-Zhu an
+evaluation is a few hundred small operators whose dispatch, not arithmetic, is most of its cost;
+compiling removes most of it but the first call pays the compilation (tens of seconds; measured in
+docs/attacks.md), so it pays for searches of more than a few thousand evaluations. One compiled function serves
 every problem on a network of the same structure, shapes and precision: the weights, buffers
 and targets are its inputs, not constants.
 """

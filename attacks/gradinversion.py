@@ -26,7 +26,8 @@ from torch import nn
 from gradleak.attacks import register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.dlg import MAX_ITERATIONS, MAX_STARTS
-from gradleak.attacks.engine import AdamSettings, GradientMatching, adam_search
+from gradleak.attacks.matching import GradientMatching
+from gradleak.attacks.search_adam import AdamSettings, adam_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.priors import group_consistency
 from gradleak.spec import Range, Seed

@@ -23,7 +23,8 @@ import torch
 from gradleak.attacks import adaptive, register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.dlg import MAX_ITERATIONS, MAX_SCALE, MAX_STARTS
-from gradleak.attacks.engine import AdamSettings, GradientMatching, adam_search
+from gradleak.attacks.matching import GradientMatching
+from gradleak.attacks.search_adam import AdamSettings, adam_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.spec import Range, Seed
 from gradleak.threat import Reconstruction, ServerView

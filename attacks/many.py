@@ -28,7 +28,8 @@ from typing import Sequence
 import torch
 
 from gradleak.attacks.dlg import DLG, search_dtype
-from gradleak.attacks.engine import CHECK_EVERY, LBFGSSettings, check_view, default_history
+from gradleak.attacks.matching import CHECK_EVERY, check_view
+from gradleak.attacks.search_lbfgs import LBFGSSettings, default_history
 from gradleak.attacks.functional import FunctionalMatching, supports
 from gradleak.attacks.labels import recover_labels
 from gradleak.attacks.lbfgs import BatchedLBFGS

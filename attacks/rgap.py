@@ -39,7 +39,8 @@ from torch.nn.grad import conv2d_input, conv2d_weight
 
 from gradleak.attacks import adaptive, register
 from gradleak.attacks.dlg import DLG, MAX_ITERATIONS, search_dtype
-from gradleak.attacks.engine import GradientMatching, check_view, lbfgs_search
+from gradleak.attacks.matching import GradientMatching, check_view
+from gradleak.attacks.search_lbfgs import lbfgs_search
 from gradleak.attacks.labels import recover_labels
 from gradleak.errors import GradleakError
 from gradleak.spec import Range

@@ -4,7 +4,7 @@
     python benchmarks/secagg.py --flower        # + Flower's SecAgg / SecAgg+ on the same sizes
     python benchmarks/secagg.py --quick         # small sizes, a minute or so
 
-1. Headline (issue 4): n = 1,000 clients, d = 100,000, 20% of clients drop after ShareKeys,
+1. Headline: n = 1,000 clients, d = 100,000, 20% of clients drop after ShareKeys,
    SecAgg+ with the default graph: total time, bytes per client, expansion over a float32 upload.
 2. Growth: n from 100 to 10,000 (SecAgg+ defaults, 20% dropout), per-client and server cost.
 3. Flower (needs the ``bench`` extra): Flower's own ``SecAggWorkflow`` / ``SecAggPlusWorkflow``

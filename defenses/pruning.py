@@ -38,7 +38,7 @@ class Pruning(Defense):
 
     @dataclass(frozen=True)
     class Config:
-        ratio: Annotated[float, Range(0, 1, high_open=True)] = 0.9  # fraction zeroed per tensor; the spec example of issue 5, within Huang et al.'s range
+        ratio: Annotated[float, Range(0, 1, high_open=True)] = 0.9  # fraction zeroed per tensor; within the range Huang et al. evaluate
 
         def __post_init__(self) -> None:
             if not 0 <= self.ratio < 1:

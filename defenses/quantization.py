@@ -47,7 +47,7 @@ class Quantization(Defense):
 
     @dataclass(frozen=True)
     class Config:
-        bits: Annotated[int, Range(2, 24)] = 8  # k; the spec example of issue 5
+        bits: Annotated[int, Range(2, 24)] = 8  # k; int-8, one of the precisions DLG (Zhu et al. 2019) evaluates
         stochastic: bool = False  # round to nearest (deterministic) unless asked
 
         def __post_init__(self) -> None:

@@ -2,7 +2,7 @@
 
 - :class:`ServerView` is everything an honest-but-curious server holds after a round: the
   model it sent, the update it observed (one client's upload, or only the aggregate under
-  secure aggregation), and the metadata the protocol reveals.
+  secure aggregation), and what the protocol reveals.
 - :class:`Truth` is the client data behind the update. Attacks never receive it; only
   ``gradleak.eval`` holds both, to score them.
 - :class:`Reconstruction` is an attack's answer: images in [0, 1] and labels.
@@ -111,7 +111,6 @@ class ServerView:
     masked_uploads: tuple[Any, ...] = ()
     known_labels: torch.Tensor | None = None
     defenses: tuple[str, ...] = ()
-    metadata: dict[str, Any] = field(default_factory=dict)
     server: str = "honest"  # the server's behaviour (a spec); malicious servers plant what ``secrets`` records
     secrets: dict[str, Any] = field(default_factory=dict)  # what the server planted in the model it sent
 

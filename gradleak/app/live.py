@@ -2,7 +2,7 @@
 
 The round is built exactly as ``gradleak attack`` builds it (a :class:`~gradleak.scenario.Scenario`,
 a defense stack, a server), the attack runs in a worker thread, and every check of its search
-(``on_check``, see :func:`gradleak.attacks.engine.lbfgs_search`) hands the current guess to the
+(``on_check``, see :func:`gradleak.attacks.search_lbfgs.lbfgs_search`) hands the current guess to the
 caller as a :class:`Frame` with its PSNR/SSIM against the truth. The last frame is scored with
 :func:`gradleak.eval.metrics.score`, the CLI's own scoring, so the page and
 ``gradleak attack ... --json`` give the same PSNR for the same seed. Like ``gradleak.eval``, this

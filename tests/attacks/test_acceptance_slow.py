@@ -1,4 +1,4 @@
-"""Issue 3's acceptance checks that take minutes (``pytest -m slow``); results in docs/benchmarks.md."""
+"""The attacks' paper-reproduction checks that take minutes (``pytest -m slow``); results in docs/benchmarks.md."""
 
 import pytest
 

@@ -7,7 +7,7 @@ import torch
 
 from gradleak.attacks import build_attack
 from gradleak.attacks.adaptive import PULL, observations
-from gradleak.attacks.engine import GradientMatching
+from gradleak.attacks.matching import GradientMatching
 from gradleak.defenses import build_stack
 from gradleak.errors import GradleakError
 from gradleak.eval.metrics import psnr

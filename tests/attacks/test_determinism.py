@@ -77,7 +77,7 @@ def test_cuda_searches_turn_tf32_off_and_restore_the_callers_flags():
     """The one process-wide flag pair the engine touches (checked without a GPU: the flags are plain globals)."""
     from types import SimpleNamespace
 
-    from gradleak.attacks.engine import full_precision
+    from gradleak.attacks.matching import full_precision
 
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with full_precision(SimpleNamespace(device=torch.device("cuda"))):

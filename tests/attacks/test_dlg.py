@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gradleak.attacks import build_attack
-from gradleak.attacks.engine import GradientMatching
+from gradleak.attacks.matching import GradientMatching
 from gradleak.attacks.functional import FunctionalMatching
 from gradleak.errors import GradleakError
 from gradleak.eval.metrics import score

@@ -1,17 +1,10 @@
-"""The gradient-matching engine every optimisation attack shares.
+"""The gradient-matching problem every optimisation attack shares.
 
 An attack states a :class:`GradientMatching` problem (which distance, which priors, labels
-fixed or optimised jointly) and hands it to one of two searches:
-
-- :func:`lbfgs_search`: DLG's optimiser (Zhu et al. 2019: L-BFGS, lr 1, no line search) on one
-  flat vector of unknowns, with the compact L-BFGS of :mod:`gradleak.attacks.lbfgs`. A start
-  that stalls is abandoned for a fresh one, and the search stops as soon as every layer of
-  the update is matched to ``tolerance``.
-- :func:`adam_search`: Inverting Gradients' optimiser (Geiping et al. 2020, Sec. 4): Adam on
-  the sign of the gradient, images clamped to the valid pixel box after each step, learning
-  rate divided by 10 at 3/8, 5/8 and 7/8 of the iterations.
-
-Both run several starts and keep the best by a score, and record a history.
+fixed or optimised jointly) and hands it to a search: DLG's L-BFGS
+(:mod:`gradleak.attacks.search_lbfgs`) or Inverting Gradients' Adam
+(:mod:`gradleak.attacks.search_adam`). Both run several starts, keep the best by a score, and
+record a history (:class:`Search`).
 
 The dummy update is computed by the client's own code (:func:`gradleak.federated.batch_gradient`
 for FedSGD, :func:`gradleak.federated.local_update` unrolled with ``create_graph=True`` for
@@ -30,23 +23,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gradleak.attacks.functional import FunctionalMatching
-from gradleak.attacks.lbfgs import BatchedLBFGS
 from gradleak.attacks.objectives import OBJECTIVES, relative_errors
 from gradleak.attacks.priors import BatchNormStatistics, total_variation
 from gradleak.errors import GradleakError
 from gradleak.federated import Params, batch_gradient, local_update
 from gradleak.models import check_twice_differentiable
-from gradleak.progress import progress
-from gradleak.registry import Registry
 from gradleak.threat import Reconstruction, ServerView
 
 CHECK_EVERY = 10  # evaluations between looks at the loss (each look is a device sync on CUDA)
@@ -330,245 +319,3 @@ def full_precision(problem: GradientMatching) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = previous
-
-
-# --- L-BFGS (DLG) ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LBFGSSettings:
-    iterations: int = 6000  # evaluations per start; DLG: 300 L-BFGS steps of up to 20 evaluations
-    restarts: int = 4  # fresh starts allowed when one stalls
-    history: int = 100  # torch.optim.LBFGS's default history_size
-    lr: float = 1.0  # DLG
-    tolerance: float = 1e-7  # solved when every layer's relative squared error is below this
-    init_scale: float = 1.0  # std of the random images of even starts (DLG: 1, in the normalised space); odd: 1
-    max_step: float | None = None  # cap on a step's RMS entry (BatchedLBFGS); DLG: none
-    storage: torch.dtype | None = None  # precision of the stored L-BFGS pairs (BatchedLBFGS); None: the unknowns'
-    # A start is abandoned when its loss has not moved at all over 100 evaluations (saturated
-    # sigmoids: a zero gradient), or, while it is still far from any solution (some layer's
-    # relative error above 1e-3), its best loss has not halved over 600. L-BFGS without line
-    # search is not monotone, so progress is judged by the best loss, not the latest. Calibrated
-    # on 102 DLG runs on LeNet-Zhu (photos and faces, 5 seeds, 4,000 evaluations): the starts
-    # that never got anywhere sat at errors of 0.7-200 when the halving rule caught them; the
-    # slow ones, converging at 1e-4 or below (and needing up to ~8,000 evaluations), run on.
-    stall_window: int = 600
-    stall_factor: float = 0.5
-    stall_above: float = 1e-3
-    frozen_window: int = 100
-    frozen_band: float = 1e-3
-    # A start that stops moving with every layer below this has reached what the search's precision
-    # allows (one face sat at 1.1e-7, just above the tolerance, at 62 dB): a restart cannot do better.
-    floor: float = 1e-6
-    # False runs every start to its budget whatever its progress, as DLG's 300 steps do: for
-    # comparisons at a fixed budget, where a start given up at ~650 evaluations is not DLG at 10,000.
-    # A start whose loss turns non-finite ends all the same (diverged): no point is left to go on from.
-    abandon: bool = True
-
-    def stalled(self, losses: Sequence[float], score: float) -> bool:
-        """Whether to abandon a start with these losses (one per check, the last is now) and best score."""
-        if not self.abandon:
-            return False
-        frozen = max(1, self.frozen_window // CHECK_EVERY)
-        if len(losses) > frozen and max(losses[-1 - frozen :]) <= (1 + self.frozen_band) * min(losses[-1 - frozen :]):
-            return True
-        checks = max(1, self.stall_window // CHECK_EVERY)
-        if score > self.stall_above and len(losses) > checks:
-            return min(losses) > self.stall_factor * min(losses[: -checks])
-        return False
-
-
-def default_history(device: torch.device) -> int:
-    """L-BFGS memory: 100 pairs on the CPU, 400 on a GPU.
-
-    More pairs cut the evaluations DLG needs (400 instead of 100: about 1.6x fewer on photos),
-    but every step reads the whole history twice: 400 pairs of 3,082 floats are 10 MB, beyond
-    the caches of a small CPU, where the step then costs more than the evaluations it saves.
-    """
-    return 400 if device.type == "cuda" else 100
-
-
-def lbfgs_search(
-    problem: GradientMatching,
-    settings: LBFGSSettings,
-    generator: torch.Generator,
-    desc: str = "L-BFGS",
-    on_check: Callable[[int, torch.Tensor], None] | None = None,
-    first: torch.Tensor | None = None,
-) -> Search:
-    """Minimise the matching loss with L-BFGS from fresh starts until one solves the problem.
-
-    ``on_check(evaluations, images)`` sees the current normalised images at every check (every
-    ``CHECK_EVERY`` evaluations), for live displays and for benchmarks that watch the truth.
-    ``first`` (flat unknowns) replaces the first random start, e.g. an analytic reconstruction.
-    """
-    started = time.perf_counter()
-    search: Search | None = None
-    history: list[dict[str, float]] = []
-    total = 0
-    z0 = problem.random_point(generator, settings.init_scale) if first is None else first
-    with full_precision(problem), progress(total=settings.iterations * settings.restarts, desc=desc) as bar:
-        for start in range(settings.restarts):
-            # Odd starts draw from DLG's own N(0, 1): a case that defeats starts near the mean
-            # (one photo in eight here) usually falls to a standard-normal one, and vice versa.
-            z = z0 if start == 0 else problem.random_point(generator, settings.init_scale if start % 2 == 0 else 1.0)
-            candidate, evaluations, outcome = _lbfgs_start(problem, z, settings, start, history, total, on_check)
-            total += evaluations
-            bar.update(evaluations)
-            if search is None or candidate.score < search.best.score:
-                search = Search(best=candidate)
-            if outcome in ("solved", "converged"):
-                break
-    search.solved, search.outcome = outcome == "solved", outcome
-    search.history, search.evaluations, search.starts = history, total, start + 1
-    search.seconds = time.perf_counter() - started
-    return search
-
-
-def _lbfgs_start(
-    problem: GradientMatching,
-    z: torch.Tensor,
-    settings: LBFGSSettings,
-    start: int,
-    history: list[dict[str, float]],
-    offset: int,
-    on_check: Callable[[int, torch.Tensor], None] | None,
-) -> tuple[Candidate, int, str]:
-    """One start: ``solved`` (every layer below tolerance), ``converged`` (stalled or out of
-    budget below ``floor``), ``stalled``, ``diverged`` or ``budget`` (iterations used up)."""
-    optimizer = BatchedLBFGS(
-        z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step, compile=problem.compiled,
-        storage=settings.storage,
-    )
-    images, logits = problem.split(z)
-    best = Candidate(images.clone(), None if logits is None else logits.clone(), math.inf, math.inf, 0, start)
-    losses: list[float] = []  # at every check
-    outcome = "budget"
-    for evaluation in range(1, settings.iterations + 1):
-        point = optimizer.z[0]
-        result, grad = problem.loss_and_grad(point)
-        if evaluation % CHECK_EVERY == 0 or evaluation == 1:
-            loss = float(result.loss.detach())
-            score = float(result.relative.max())
-            if not math.isfinite(loss):
-                outcome = "diverged"
-                break
-            history.append({"iteration": offset + evaluation, "start": start, "loss": loss, "score": score})
-            if on_check is not None:
-                on_check(offset + evaluation, problem.split(point.detach())[0])
-            if score < best.score:
-                images, logits = problem.split(point.detach())
-                best = Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)
-            if score < settings.tolerance:
-                return best, evaluation, "solved"
-            losses.append(loss)
-            if settings.stalled(losses, best.score):
-                outcome = "stalled"
-                break
-        optimizer.tell(grad[None])
-    # Stopped moving, or still creeping down when the budget ends (the darkest photo: 42 dB at
-    # 1.7e-7 after 10,000 evaluations), below the floor: a fresh start cannot get further.
-    if outcome in ("stalled", "budget") and best.score < settings.floor:
-        outcome = "converged"
-    return best, evaluation, outcome
-
-
-# --- Adam on signed gradients (Inverting Gradients) -----------------------------------------
-
-
-@dataclass(frozen=True)
-class AdamSettings:
-    iterations: int = 4800  # IG: 4,800 (CIFAR-10) to 24,000 iterations
-    restarts: int = 1  # IG: several; each costs the full budget
-    lr: float = 0.1  # IG
-    signed: bool = True  # IG: Adam on the sign of the gradient
-    boxed: bool = True  # IG: clamp to the valid pixel range after each step
-    decay: bool = True  # IG: x0.1 at 3/8, 5/8, 7/8 of the iterations
-    init_scale: float = 1.0  # std of the random starts in the normalised space (IG: 1)
-    combine: str = "best"  # IG: the start with the lowest final objective; or "mean" (see COMBINE)
-
-
-Combiner = Callable[[torch.Tensor, list[float]], tuple[torch.Tensor, int]]  # (finals, losses) -> (images, start)
-
-COMBINE: Registry[Combiner] = Registry("way to combine the starts")
-
-
-@COMBINE.register("best")
-def _lowest_final_loss(finals: torch.Tensor, losses: list[float]) -> tuple[torch.Tensor, int]:
-    """Inverting Gradients: the start whose final objective is lowest."""
-    best = min(range(len(finals)), key=lambda r: losses[r] if math.isfinite(losses[r]) else math.inf)
-    return finals[best], best
-
-
-@COMBINE.register("mean")
-def _pixelwise_mean(finals: torch.Tensor, losses: list[float]) -> tuple[torch.Tensor, int]:
-    """The pixel-wise mean of all starts (start -1), GradInversion's group consensus (eq. 8) taken as the answer.
-
-    Where the starts end in different near-solutions, their errors partly cancel: on the
-    untrained ConvNet's photo the mean of 8 IG starts reaches 15.4-15.6 dB over three seeds,
-    0.3-0.8 dB above the lowest-loss start and 0.8-0.9 dB above the starts' average PSNR,
-    while its own objective is not the lowest (docs/benchmarks.md).
-    """
-    return finals.mean(0), -1
-
-
-def adam_search(
-    problem: GradientMatching,
-    settings: AdamSettings,
-    generator: torch.Generator,
-    desc: str = "Adam",
-    images: torch.Tensor | None = None,
-    regulariser: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> Search:
-    """Minimise the matching loss (plus priors) with Adam from ``restarts`` starts, combined by ``settings.combine``.
-
-    ``images`` (restarts, B, C, H, W) replaces the random starts; ``regulariser`` adds a term
-    on all starts' images together (group consistency).
-    """
-    with full_precision(problem):
-        return _adam(problem, settings, generator, desc, images, regulariser)
-
-
-def _adam(
-    problem: GradientMatching,
-    settings: AdamSettings,
-    generator: torch.Generator,
-    desc: str,
-    images: torch.Tensor | None,
-    regulariser: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> Search:
-    started = time.perf_counter()
-    combine = COMBINE.get(settings.combine)
-    x = images.clone() if images is not None else settings.init_scale * problem.random_images(generator, settings.restarts)
-    x.requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=settings.lr)
-    milestones = [int(settings.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)] if settings.decay else []
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    history: list[dict[str, float]] = []
-    for iteration in progress(range(1, settings.iterations + 1), desc=desc):
-        optimizer.zero_grad(set_to_none=True)
-        evaluations = [problem.evaluate(x[r]) for r in range(len(x))]
-        losses = torch.stack([e.loss for e in evaluations])
-        total = losses.sum() + (regulariser(x) if regulariser is not None else 0)
-        (grad,) = torch.autograd.grad(total, x)
-        x.grad = grad.sign() if settings.signed else grad
-        optimizer.step()
-        scheduler.step()
-        if settings.boxed:
-            with torch.no_grad():
-                x.copy_(torch.maximum(torch.minimum(x, problem.upper), problem.lower))
-        if iteration % CHECK_EVERY == 0 or iteration == settings.iterations:
-            history.append({"iteration": iteration, "loss": float(losses.detach().min())})
-    # The loss above was taken before the last step; score every start where it ended.
-    finals = x.detach()
-    ends = [problem.evaluate(finals[r]) for r in range(len(finals))]
-    images, start = combine(finals, [float(e.loss.detach()) for e in ends])
-    end = ends[start] if start >= 0 else problem.evaluate(images)  # a mean is none of the starts
-    candidate = Candidate(images, None, float(end.loss.detach()), float(end.relative.max()), settings.iterations, start)
-    return Search(
-        best=candidate,
-        history=history,
-        evaluations=settings.iterations * len(x),
-        starts=len(x),
-        seconds=time.perf_counter() - started,
-    )
