@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gradleak.attacks.base import Attack
-from gradleak.registry import Registry
+from gradleak.registry import Registry, discover
 from gradleak.spec import make_config, parse_spec
 
 ATTACKS: Registry[type[Attack]] = Registry("attack")
@@ -22,5 +22,5 @@ def build_attack(spec: str, **overrides) -> Attack:
     cls = ATTACKS.get(parsed.name)
     return cls(make_config(cls.Config, {**parsed.params, **overrides}, f"attack {parsed.name!r}"))
 
-# Importing the attack modules registers them.
-from gradleak.attacks import analytic, dlg, fedavg, gradinversion, idlg, inverting, rgap  # noqa: E402,F401
+# Every module here registers what it defines by being imported.
+discover(__name__, __path__)

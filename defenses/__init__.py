@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 from gradleak.defenses.base import STAGE_ORDER, Aggregation, ClientContext, Defense, Stage, Update
 from gradleak.defenses.plain import PlainAggregation, weighted_mean
 from gradleak.errors import GradleakError
-from gradleak.registry import Registry
+from gradleak.registry import Registry, discover
 from gradleak.spec import make_config, parse_spec
 
 DEFENSES: Registry[type[Defense]] = Registry("defense")
@@ -67,6 +67,5 @@ def build_stack(specs: Iterable[str]) -> DefenseStack:
     return DefenseStack(tuple(defenses))
 
 
-# Importing a mechanism registers it.
-from gradleak.defenses import dp_distributed, dp_fedavg, dp_sgd, pruning, quantization, soteria  # noqa: E402,F401
-from gradleak.defenses.secagg import aggregator as _secagg  # noqa: E402,F401  (registers "secagg")
+# Every module and subpackage here registers what it defines by being imported.
+discover(__name__, __path__)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+import pkgutil
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 from gradleak.errors import GradleakError
 
@@ -45,3 +47,14 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def discover(package: str, path: Iterable[str]) -> None:
+    """Import every module of ``package`` and its subpackages, so each one registers what it defines.
+
+    A package's ``__init__`` calls this last: a new attack, defense or server file is found by
+    being there, with no import line to add.
+    """
+    for module in pkgutil.walk_packages(path, prefix=f"{package}."):
+        if not module.name.rsplit(".", 1)[-1].startswith("_"):
+            importlib.import_module(module.name)

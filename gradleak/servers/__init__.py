@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from gradleak.registry import discover
 from gradleak.servers.base import SERVERS, Server, ServerContext, build_server, model_digest, register
 
 __all__ = ["SERVERS", "Server", "ServerContext", "build_server", "model_digest", "register"]
 
-# Importing a server kind registers it.
-from gradleak.servers import inconsistent  # noqa: E402,F401
+# Every module here registers what it defines by being imported.
+discover(__name__, __path__)
