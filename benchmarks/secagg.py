@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gradleak.commands.secagg import random_input, simulate
+from gradleak.defenses.secagg.simulation import random_input, simulate
 from gradleak.defenses.secagg.graph import plan
 
 CLIP = 1.0  # random_input is uniform in [-1, 1]

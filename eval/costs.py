@@ -1,20 +1,18 @@
 """What secure aggregation costs as the cohort grows: bytes and seconds per party.
 
-Each point is one run of ``gradleak secagg --json`` (the real protocol on random vectors, its
-sum checked against the plaintext sum), called in-process so its JSON output is the interface:
-whatever the secure-aggregation command reports is what the report plots and the claims quote.
+Each point is one session of the real protocol on random vectors, its sum checked against the
+plaintext sum (:func:`gradleak.defenses.secagg.simulation.simulate`); its record is the one
+``gradleak secagg --json`` prints, so the report plots and the claims quote what the command shows.
 Points are tasks for :func:`~gradleak.eval.runner.run_tasks`, so a sweep resumes like any other.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gradleak.errors import GradleakError
+from gradleak.defenses.secagg.messages import ProtocolAbort
+from gradleak.defenses.secagg.simulation import report, simulate
 from gradleak.eval.results import run_key
 
 SECAGG_RESULTS = "secagg.jsonl"
@@ -39,12 +37,6 @@ class CostPoint:
     def title(self) -> str:
         return f"secagg n={self.clients} d={self.dim} dropout={self.dropout:g}" + (" active" if self.active else "")
 
-    def argv(self) -> list[str]:
-        argv = ["secagg", "--clients", str(self.clients), "--dim", str(self.dim), "--dropout", str(self.dropout),
-                "--dropout-round", self.dropout_round, "--seed", str(self.seed), "--json"]
-        argv += ["--neighbors", str(self.neighbors)] if self.neighbors is not None else []
-        return argv + (["--active"] if self.active else ["--no-active"])  # explicit: sparse graphs default to active
-
 
 def measure(point: CostPoint) -> dict[str, Any]:
     """Run the protocol once at ``point`` and return its cost record (kind ``secagg``).
@@ -52,16 +44,12 @@ def measure(point: CostPoint) -> dict[str, Any]:
     A clean abort (fewer survivors than the threshold) is an outcome, recorded with
     ``aborted: true`` and the protocol's message.
     """
-    from gradleak.cli import main  # the command registry imports eval modules; import late
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(["--quiet", *point.argv()])
     identity = {"key": point.key, "kind": "secagg", "clients": point.clients, "dim": point.dim,
                 "dropout": point.dropout, "active": point.active, "seed": point.seed}
-    if status == 2:
-        message = err.getvalue().strip().removeprefix("gradleak: error: ")
-        if "abort" not in message.lower() and "threshold" not in message.lower():
-            raise GradleakError(f"gradleak {' '.join(point.argv())} failed: {message}")
-        return {**identity, "aborted": True, "correct": False, "error": message}
-    return {**json.loads(out.getvalue()), **identity, "aborted": False}
+    try:
+        # active is explicit: sparse graphs default to active mode
+        sim = simulate(point.clients, point.dim, point.dropout, point.dropout_round, point.neighbors,
+                       active=point.active, seed=point.seed)
+    except ProtocolAbort as abort:
+        return {**identity, "aborted": True, "correct": False, "error": str(abort)}
+    return {**report(sim, point.dropout, point.dropout_round), **identity, "aborted": False}
