@@ -27,9 +27,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gradleak.defenses.secagg import keys, prg, shamir
+from gradleak.defenses.secagg.constants import ID_BYTES, MASK_PURPOSE, SESSION_BYTES, SHARE_PURPOSE
 from gradleak.defenses.secagg.fixedpoint import ring_dtype
 from gradleak.defenses.secagg.messages import (
-    ID_BYTES,
     AdvertiseKeys,
     ConsistencySignature,
     KeyBroadcast,
@@ -48,11 +48,6 @@ from gradleak.defenses.secagg.messages import (
     survivors_payload,
     upload_payload,
 )
-
-SESSION_BYTES = 16
-SHARE_PURPOSE = b"share-encryption"
-MASK_PURPOSE = b"pairwise-mask"
-
 
 def share_plaintext_size() -> int:
     return 2 * ID_BYTES + 2 * shamir.share_size()

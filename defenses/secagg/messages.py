@@ -18,6 +18,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
+from gradleak.defenses.secagg.constants import DIGEST_BYTES, HEADER_BYTES, ID_BYTES, KIND_BYTES
 from gradleak.defenses.secagg.shamir import share_size
 from gradleak.errors import GradleakError
 
@@ -29,10 +30,6 @@ TITLES = {
     "consistency": "ConsistencyCheck",
     "unmask": "Unmasking",
 }
-
-KIND_BYTES = 1
-ID_BYTES = 4
-HEADER_BYTES = KIND_BYTES + ID_BYTES
 
 
 class ProtocolError(GradleakError):
@@ -49,9 +46,6 @@ def bitmap(ids: frozenset[int], cohort: int) -> bytes:
     members = np.zeros(cohort, dtype=bool)
     members[list(ids)] = True
     return np.packbits(members, bitorder="little").tobytes()
-
-
-DIGEST_BYTES = 32
 
 
 def binding(session: bytes, cohort: int, threshold: int, graph: bytes, dim: int, bits: int, active: bool) -> bytes:

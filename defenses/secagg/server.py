@@ -35,7 +35,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from gradleak.defenses.secagg import keys, prg, shamir
-from gradleak.defenses.secagg.client import MASK_PURPOSE, SESSION_BYTES, point, share_plaintext_size
+from gradleak.defenses.secagg.client import point, share_plaintext_size
+from gradleak.defenses.secagg.constants import MASK_PURPOSE, SESSION_BYTES
 from gradleak.defenses.secagg.fixedpoint import ring_dtype
 from gradleak.defenses.secagg.graph import Graph, SecurityParameters
 from gradleak.defenses.secagg.messages import (
