@@ -14,7 +14,8 @@ survived) or of s_v^SK (v dropped), never both.
 The server is not trusted with the parameters: the client's own :class:`ClientPolicy` fixes the
 mode and the lowest threshold it accepts, and everything the Setup fixes (session, cohort, graph
 digest, threshold, shape, mode) is hashed into the session binding that salts every key, is the
-associated data of every encrypted share and is signed in active mode.
+associated data of every encrypted share and is signed in active mode. The model the client
+trained is bound too (``model_digest``): clients that received different models cannot finish.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from gradleak.defenses.secagg.messages import (
     survivors_payload,
     upload_payload,
 )
+
 
 def share_plaintext_size() -> int:
     return 2 * ID_BYTES + 2 * shamir.share_size()
@@ -176,7 +178,7 @@ class SecAggClient:
         own = advertised.get(self.id)
         mine = (self.cipher.public, self.mask.public, self.model_digest)
         if own is None or (own.cipher_public, own.mask_public, own.model_digest) != mine:
-            raise ProtocolError(f"client {self.id}'s own keys are missing or altered in the key broadcast")
+            raise ProtocolError(f"client {self.id}'s own keys or model digest are missing or altered in the key broadcast")
         if not set(advertised) <= setup.neighbors | {self.id}:
             raise ProtocolError(f"client {self.id} received keys of clients that are not its neighbours")
         if len(advertised) < setup.threshold:
