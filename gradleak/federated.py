@@ -169,7 +169,9 @@ def run_round(
     the truth its data. When the aggregation hides individual uploads (secure aggregation) the
     view is only the aggregate, and the truth is the data of the clients in it
     (``Aggregation.contributors``: all of them, or the survivors when some dropped out), unless
-    the server aims at one ``target`` client, whose data is then the truth.
+    the server aims at one ``target`` client, whose data is then the truth. The aggregation gets
+    the digest of the model each client received (``secagg:bind_model`` aborts the round when
+    they differ).
     """
     if not clients:
         raise GradleakError("a round needs at least one client")
