@@ -86,8 +86,12 @@ class Defense:
         """Stage ``client``: transform a finished update before it leaves the client."""
         return update
 
-    def aggregate(self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator) -> Aggregation:
-        """Stage ``aggregation``: combine the uploads."""
+    def aggregate(
+        self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator,
+        digests: Sequence[bytes] | None = None,
+    ) -> Aggregation:
+        """Stage ``aggregation``: combine the uploads. ``digests`` are the digests of the models the
+        clients received (one per upload), for an aggregation that binds them into its protocol."""
         raise NotImplementedError
 
     def on_aggregate(self, aggregate: Update, num_clients: int, generator: torch.Generator) -> Update:

@@ -28,5 +28,9 @@ class PlainAggregation(Defense):
     class Config:
         pass
 
-    def aggregate(self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator) -> Aggregation:
+    def aggregate(
+        self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator,
+        digests: Sequence[bytes] | None = None,
+    ) -> Aggregation:
+        """The weighted mean; ``digests`` are ignored (no protocol to bind them into)."""
         return Aggregation(aggregate=weighted_mean(uploads, weights), individual=True, masked_uploads=tuple(uploads))

@@ -18,7 +18,7 @@ from torch import nn
 from gradleak.defenses import ClientContext, Defense, DefenseStack, Update, noise
 from gradleak.errors import GradleakError
 from gradleak.gradients import Params, batch_gradient, loss_fn, trainable_names
-from gradleak.servers import Server, ServerContext, build_server
+from gradleak.servers import Server, ServerContext, build_server, model_digest
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
 __all__ = [
@@ -169,7 +169,9 @@ def run_round(
     the truth its data. When the aggregation hides individual uploads (secure aggregation) the
     view is only the aggregate, and the truth is the data of the clients in it
     (``Aggregation.contributors``: all of them, or the survivors when some dropped out), unless
-    the server aims at one ``target`` client, whose data is then the truth.
+    the server aims at one ``target`` client, whose data is then the truth. The aggregation gets
+    the digest of the model each client received (``secagg:bind_model`` aborts the round when
+    they differ).
     """
     if not clients:
         raise GradleakError("a round needs at least one client")
@@ -181,9 +183,12 @@ def run_round(
     input_shape = tuple(clients[0].images.shape[1:])
     context = ServerContext(input_shape, num_classes, None if public is None else normalization.normalize(public.to(device)))
     sent = server.models(global_model, len(clients), context)
+    distinct = {id(model): model for model in sent}
+    digest_of = {key: model_digest(model) for key, model in distinct.items()}  # once per distinct model sent
+    digests = [digest_of[id(model)] for model in sent]
     uploads = [c.upload(model, normalization, local, defenses, generator, model_mode) for c, model in zip(clients, sent)]
     weights = [len(c) for c in clients]
-    aggregation = sized_aggregator(defenses).aggregate(uploads, weights, generator)
+    aggregation = sized_aggregator(defenses).aggregate(uploads, weights, generator, digests)
     released = aggregation.aggregate
     # Server-stage DP noise is sized for the clients actually in the aggregate (dropouts leave it).
     contributing = len(clients) if aggregation.contributors is None else len(aggregation.contributors)

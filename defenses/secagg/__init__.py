@@ -3,6 +3,7 @@
 The server learns the sum of the clients' updates and nothing else about any one of them.
 Modules, bottom up:
 
+- :mod:`.constants`   wire widths and key-derivation labels both parties share
 - :mod:`.fixedpoint`  floats -> the ring Z_{2^b} (clip, stochastic rounding, bit budget)
 - :mod:`.shamir`      t-of-n secret sharing over GF(2^521 - 1)
 - :mod:`.prg`         AES-CTR mask expansion to a vector of Z_{2^b}

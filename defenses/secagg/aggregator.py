@@ -41,6 +41,7 @@ class SecAggConfig:
     dropout_round: DropoutRound = "mask"  # "mask": after ShareKeys, the costliest case for the server
     design_dropout: Annotated[float, Range(0, 1, high_open=True)] = DESIGN_DROPOUT  # the dropout rate the default neighbour count is sized for
     active: bool | None = None  # signed keys and a ConsistencyCheck round; None: on for sparse graphs
+    bind_model: bool = True  # each client commits to the digest of the model it received; differing digests abort (stops model inconsistency)
     seed: Seed | None = None  # who drops and the stochastic rounding; None: from the round's generator
 
     def __post_init__(self) -> None:
@@ -91,11 +92,20 @@ class SecureAggregation(Defense):
         encoder.check_budget(total_weight)
         return encoder
 
-    def aggregate(self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator) -> Aggregation:
+    def aggregate(
+        self, uploads: Sequence[Update], weights: Sequence[int], generator: torch.Generator,
+        digests: Sequence[bytes] | None = None,
+    ) -> Aggregation:
+        """``digests``: the digest of the model each client received; with ``bind_model`` the clients
+        bind them into the session, and a round whose clients received different models aborts
+        (:class:`~gradleak.defenses.secagg.messages.ProtocolAbort`). Without digests nothing is bound."""
         c = self.config
         weights = [int(w) for w in weights]
         if len(weights) != len(uploads) or any(w < 1 for w in weights):
             raise GradleakError("secure aggregation needs one positive example count per upload")
+        if digests is not None and len(digests) != len(uploads):
+            raise GradleakError(f"secure aggregation got {len(digests)} model digests for {len(uploads)} uploads; pass one per upload")
+        bound = digests if c.bind_model else None
         parameters = self.parameters(len(uploads))
         encoder = self.encoder(sum(weights))
         seed = c.seed
@@ -106,7 +116,7 @@ class SecureAggregation(Defense):
         encoded = [encoder.encode(x, rng, w) for x, w in zip(flat, weights)]
         dropouts = Dropouts.fraction(len(uploads), c.dropout, c.dropout_round, rng)
         result = run_secagg(
-            lambda u: encoded[u], parameters, len(flat[0]), c.bits, dropouts, keep_uploads=True
+            lambda u: encoded[u], parameters, len(flat[0]), c.bits, dropouts, keep_uploads=True, model_digests=bound
         )
         contributors = tuple(sorted(result.survivors))
         mean = encoder.decode(result.total, sum(weights[u] for u in contributors))
@@ -115,6 +125,9 @@ class SecureAggregation(Defense):
             aggregate=unflatten(mean, uploads[0]),
             individual=False,
             masked_uploads=result.masked_uploads,
-            cost={**result.summary(), "dropout": c.dropout, "value_bits": encoder.value_bits, "clipped_fraction": clipped},
+            cost={
+                **result.summary(), "dropout": c.dropout, "value_bits": encoder.value_bits, "clipped_fraction": clipped,
+                "model_bound": bound is not None,
+            },
             contributors=contributors,
         )

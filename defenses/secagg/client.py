@@ -14,7 +14,8 @@ survived) or of s_v^SK (v dropped), never both.
 The server is not trusted with the parameters: the client's own :class:`ClientPolicy` fixes the
 mode and the lowest threshold it accepts, and everything the Setup fixes (session, cohort, graph
 digest, threshold, shape, mode) is hashed into the session binding that salts every key, is the
-associated data of every encrypted share and is signed in active mode.
+associated data of every encrypted share and is signed in active mode. The model the client
+trained is bound too (``model_digest``): clients that received different models cannot finish.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gradleak.defenses.secagg import keys, prg, shamir
+from gradleak.defenses.secagg.constants import DIGEST_BYTES, ID_BYTES, SESSION_BYTES, SHARE_PURPOSE
 from gradleak.defenses.secagg.fixedpoint import ring_dtype
 from gradleak.defenses.secagg.messages import (
-    ID_BYTES,
     AdvertiseKeys,
     ConsistencySignature,
     KeyBroadcast,
@@ -44,14 +45,11 @@ from gradleak.defenses.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
     advert_payload,
+    mask_purpose,
     seed_commitment,
     survivors_payload,
     upload_payload,
 )
-
-SESSION_BYTES = 16
-SHARE_PURPOSE = b"share-encryption"
-MASK_PURPOSE = b"pairwise-mask"
 
 
 def share_plaintext_size() -> int:
@@ -91,7 +89,13 @@ def read_share(plaintext: bytes) -> tuple[int, int, int, int]:
 
 
 class SecAggClient:
-    """One client's side of the protocol. ``encoded_input()`` returns its vector in Z_R."""
+    """One client's side of the protocol. ``encoded_input()`` returns its vector in Z_R.
+
+    ``model_digest`` (32 bytes, or empty to not bind) is the SHA-256 of the model the client
+    received this round. The client commits to it in AdvertiseKeys (signed in active mode),
+    aborts on the key broadcast unless every neighbour committed to the same digest, and mixes
+    it into its pairwise mask seeds, so clients of one session must have trained one model.
+    """
 
     def __init__(
         self,
@@ -100,8 +104,12 @@ class SecAggClient:
         identity: Ed25519PrivateKey | None = None,
         pki: Mapping[int, bytes] | None = None,
         policy: ClientPolicy | None = None,
+        model_digest: bytes = b"",
     ) -> None:
+        if len(model_digest) not in (0, DIGEST_BYTES):
+            raise ProtocolError(f"a model digest is {DIGEST_BYTES} bytes (SHA-256) or empty, not {len(model_digest)}")
         self.id = client_id
+        self.model_digest = model_digest
         self._encoded_input = encoded_input
         self._identity = identity
         self._pki = dict(pki or {})
@@ -143,10 +151,11 @@ class SecAggClient:
         bound = message.bound
         signature = b""
         if message.active:
-            signature = keys.sign(self._identity, advert_payload(bound, self.id, cipher.public, mask.public))
+            payload = advert_payload(bound, self.id, cipher.public, mask.public, self.model_digest)
+            signature = keys.sign(self._identity, payload)
         self.setup, self.bound, self.cipher, self.mask = message, bound, cipher, mask
         self.expecting = KeyBroadcast
-        return AdvertiseKeys(self.id, cipher.public, mask.public, signature, message.session)
+        return AdvertiseKeys(self.id, cipher.public, mask.public, signature, message.session, self.model_digest)
 
     def _check_policy(self, message: Setup, m: int) -> None:
         """Refuse a mode or threshold the client's own policy forbids (the server's word is not enough)."""
@@ -167,8 +176,9 @@ class SecAggClient:
         setup = self.setup
         advertised = dict(message.keys)
         own = advertised.get(self.id)
-        if own is None or (own.cipher_public, own.mask_public) != (self.cipher.public, self.mask.public):
-            raise ProtocolError(f"client {self.id}'s own keys are missing or altered in the key broadcast")
+        mine = (self.cipher.public, self.mask.public, self.model_digest)
+        if own is None or (own.cipher_public, own.mask_public, own.model_digest) != mine:
+            raise ProtocolError(f"client {self.id}'s own keys or model digest are missing or altered in the key broadcast")
         if not set(advertised) <= setup.neighbors | {self.id}:
             raise ProtocolError(f"client {self.id} received keys of clients that are not its neighbours")
         if len(advertised) < setup.threshold:
@@ -183,12 +193,19 @@ class SecAggClient:
             if len(advert.cipher_public) != keys.PUBLIC_KEY_BYTES or len(advert.mask_public) != keys.PUBLIC_KEY_BYTES:
                 raise ProtocolError(f"client {v}'s public keys are not {keys.PUBLIC_KEY_BYTES} bytes")
             publics += [advert.cipher_public, advert.mask_public]
-            if setup.active and not keys.verify(
-                self._pki[v], advert.signature, advert_payload(self.bound, v, advert.cipher_public, advert.mask_public)
-            ):
+            payload = advert_payload(self.bound, v, advert.cipher_public, advert.mask_public, advert.model_digest)
+            if setup.active and not keys.verify(self._pki[v], advert.signature, payload):
                 raise ProtocolAbort(f"client {v}'s key advertisement is not signed by client {v}: the server is lying")
         if len(set(publics)) != len(publics):
             raise ProtocolError("two advertised public keys are identical")
+        if self.model_digest:
+            # Before any secret is shared: a server that sent two models learns nothing from this session.
+            differing = sorted(v for v, advert in advertised.items() if advert.model_digest != self.model_digest)
+            if differing:
+                raise ProtocolAbort(
+                    f"clients received different models: the server is inconsistent (client {self.id}'s model "
+                    f"digest differs from that of client(s) {differing})"
+                )
 
         self_mask_seed = os.urandom(prg.SEED_BYTES)
         holders = sorted(advertised)
@@ -250,7 +267,7 @@ class SecAggClient:
         y = np.array(x, dtype=dtype, copy=True)
         prg.add_mask(y, self.self_mask_seed, +1)
         for v in held:  # not with a client whose shares failed: the server excludes it
-            seed = keys.agree(self.mask.private, self.peers[v].mask_public, MASK_PURPOSE, self.bound)
+            seed = keys.agree(self.mask.private, self.peers[v].mask_public, mask_purpose(self.model_digest), self.bound)
             prg.add_mask(y, seed, +1 if v > self.id else -1)
         if setup.bits < 8 * dtype.itemsize:
             y &= dtype.type((1 << setup.bits) - 1)

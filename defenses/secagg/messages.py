@@ -18,6 +18,7 @@ from typing import ClassVar, Mapping
 
 import numpy as np
 
+from gradleak.defenses.secagg.constants import DIGEST_BYTES, HEADER_BYTES, ID_BYTES, KIND_BYTES, MASK_PURPOSE
 from gradleak.defenses.secagg.shamir import share_size
 from gradleak.errors import GradleakError
 
@@ -29,10 +30,6 @@ TITLES = {
     "consistency": "ConsistencyCheck",
     "unmask": "Unmasking",
 }
-
-KIND_BYTES = 1
-ID_BYTES = 4
-HEADER_BYTES = KIND_BYTES + ID_BYTES
 
 
 class ProtocolError(GradleakError):
@@ -51,9 +48,6 @@ def bitmap(ids: frozenset[int], cohort: int) -> bytes:
     return np.packbits(members, bitorder="little").tobytes()
 
 
-DIGEST_BYTES = 32
-
-
 def binding(session: bytes, cohort: int, threshold: int, graph: bytes, dim: int, bits: int, active: bool) -> bytes:
     """SHA-256 of everything a Setup fixes: session id, participants (cohort and graph digest),
     threshold, vector shape and mode. It salts every derived key, is the associated data of every
@@ -63,9 +57,17 @@ def binding(session: bytes, cohort: int, threshold: int, graph: bytes, dim: int,
     return hashlib.sha256(b"gradleak/secagg/session" + session + fixed + graph).digest()
 
 
-def advert_payload(bound: bytes, sender: int, cipher_public: bytes, mask_public: bytes) -> bytes:
-    """What a client signs in AdvertiseKeys (active mode): its keys bound to itself and the session."""
-    return b"advertise" + bound + sender.to_bytes(ID_BYTES, "little") + cipher_public + mask_public
+def advert_payload(bound: bytes, sender: int, cipher_public: bytes, mask_public: bytes, model_digest: bytes = b"") -> bytes:
+    """What a client signs in AdvertiseKeys (active mode): its keys and the digest of the model it
+    received, bound to itself and the session."""
+    return b"advertise" + bound + sender.to_bytes(ID_BYTES, "little") + cipher_public + mask_public + model_digest
+
+
+def mask_purpose(model_digest: bytes) -> bytes:
+    """The HKDF label of the pairwise mask seed s_uv derived by a client that committed to
+    ``model_digest`` (empty: unbound): two clients that received different models derive
+    different seeds, so their masks do not cancel whatever the server relays."""
+    return MASK_PURPOSE + model_digest
 
 
 def survivors_payload(bound: bytes, survivors: frozenset[int], cohort: int) -> bytes:
@@ -193,7 +195,9 @@ class UnmaskRequest(Message):
 
 @dataclass(frozen=True, eq=False)
 class AdvertiseKeys(Message):
-    """Round 0 reply: c_u^PK (share encryption) and s_u^PK (masks), signed in active mode."""
+    """Round 0 reply: c_u^PK (share encryption), s_u^PK (masks) and, when the session binds the
+    model, the SHA-256 digest of the model u received (32 bytes; empty when unbound), all signed
+    in active mode."""
 
     round = "advertise"
     sender: int
@@ -201,10 +205,12 @@ class AdvertiseKeys(Message):
     mask_public: bytes
     signature: bytes = b""
     session: bytes = b""
+    model_digest: bytes = b""
 
     @property
     def nbytes(self) -> int:
-        return HEADER_BYTES + len(self.session) + len(self.cipher_public) + len(self.mask_public) + len(self.signature)
+        keys = len(self.cipher_public) + len(self.mask_public)
+        return HEADER_BYTES + len(self.session) + keys + len(self.signature) + len(self.model_digest)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -141,19 +141,25 @@ def run_secagg(
     dropouts: Dropouts = Dropouts(),
     keep_uploads: bool = False,
     graph: Graph | None = None,
+    model_digests: Sequence[bytes] | None = None,
 ) -> SecAggResult:
     """Run one session: client u masks ``inputs(u)`` (a length-``dim`` vector in Z_R).
 
     ``parameters.active`` selects the active-adversary mode; ``graph`` defaults to a fresh one
-    drawn for ``parameters``.
+    drawn for ``parameters``. ``model_digests[u]`` is the digest of the model client u received,
+    which it binds into the session (``None``: unbound); clients that received different models
+    abort with :class:`~gradleak.defenses.secagg.messages.ProtocolAbort`.
     """
     n, active = parameters.clients, parameters.active
+    if model_digests is not None and len(model_digests) != n:
+        raise GradleakError(f"{len(model_digests)} model digests for {n} clients; pass one per client")
+    digests = list(model_digests) if model_digests is not None else [b""] * n
     cost = Cost(n)
     pki, identities = None, [None] * n
     if active:
         identities = [keys.new_identity() for _ in range(n)]
         pki = {u: keys.identity_public(identity) for u, identity in enumerate(identities)}
-    clients = [SecAggClient(u, lambda u=u: inputs(u), identities[u], pki) for u in range(n)]
+    clients = [SecAggClient(u, lambda u=u: inputs(u), identities[u], pki, model_digest=digests[u]) for u in range(n)]
 
     def timed_server(name, call, *args):
         start = time.perf_counter()

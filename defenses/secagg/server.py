@@ -35,7 +35,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from gradleak.defenses.secagg import keys, prg, shamir
-from gradleak.defenses.secagg.client import MASK_PURPOSE, SESSION_BYTES, point, share_plaintext_size
+from gradleak.defenses.secagg.client import point, share_plaintext_size
+from gradleak.defenses.secagg.constants import DIGEST_BYTES, SESSION_BYTES
 from gradleak.defenses.secagg.fixedpoint import ring_dtype
 from gradleak.defenses.secagg.graph import Graph, SecurityParameters
 from gradleak.defenses.secagg.messages import (
@@ -55,6 +56,7 @@ from gradleak.defenses.secagg.messages import (
     UnmaskResponse,
     advert_payload,
     binding,
+    mask_purpose,
     seed_commitment,
     survivors_payload,
     upload_payload,
@@ -138,12 +140,13 @@ class SecAggServer:
             raise ProtocolError(f"client {u}'s public keys are not {keys.PUBLIC_KEY_BYTES} bytes each")
         if message.cipher_public == message.mask_public:
             raise ProtocolError(f"client {u} advertised the same public key twice")
+        if len(message.model_digest) not in (0, DIGEST_BYTES):
+            raise ProtocolError(f"client {u}'s model digest is {len(message.model_digest)} bytes, not {DIGEST_BYTES} or none")
         for public in (message.cipher_public, message.mask_public):
             if not keys.usable_public_key(public):
                 raise ProtocolError(f"client {u}'s public key {public[:4].hex()}... is of low order (e.g. all zero): refused")
-        if self.active and not keys.verify(
-            self._pki[u], message.signature, advert_payload(self.bound, u, message.cipher_public, message.mask_public)
-        ):
+        payload = advert_payload(self.bound, u, message.cipher_public, message.mask_public, message.model_digest)
+        if self.active and not keys.verify(self._pki[u], message.signature, payload):
             raise ProtocolError(f"client {u}'s key advertisement has no valid signature")
         for public in (message.cipher_public, message.mask_public):
             self.key_owners.setdefault(public, set()).add(u)
@@ -299,7 +302,8 @@ class SecAggServer:
             secret = self._recover(v, shares, lambda s: self._key_matches(v, s), "mask key")
             private = keys.private_key_from_int(secret)
             for u in maskers:
-                seed = keys.agree(private, self.adverts[u].mask_public, MASK_PURPOSE, self.bound)
+                advert = self.adverts[u]  # u's seed mixed in the model digest u committed to
+                seed = keys.agree(private, advert.mask_public, mask_purpose(advert.model_digest), self.bound)
                 # u added +PRG(s_uv) when v > u and -PRG(s_uv) when v < u; cancel it.
                 prg.add_mask(total, seed, -1 if v > u else +1)
         if self.bits < 8 * self.dtype.itemsize:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from gradleak.defenses.secagg import keys, prg, shamir
-from gradleak.defenses.secagg.client import MASK_PURPOSE, point
+from gradleak.defenses.secagg.client import point
+from gradleak.defenses.secagg.constants import MASK_PURPOSE
 from gradleak.defenses.secagg.messages import KeyBroadcast, ProtocolAbort, SurvivorList, UnmaskRequest
 
 N, VICTIM = 8, 7

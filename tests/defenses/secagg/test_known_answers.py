@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from scipy.stats import chisquare
 
 from gradleak.defenses.secagg import keys, prg, shamir
-from gradleak.defenses.secagg.client import MASK_PURPOSE, point
+from gradleak.defenses.secagg.client import point
+from gradleak.defenses.secagg.constants import MASK_PURPOSE
 
 # RFC 7748, Sec. 6.1 (X25519 Diffie-Hellman); keys are little-endian byte strings.
 ALICE_PRIVATE = bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gradleak.defenses.secagg import keys, prg, shamir
-from gradleak.defenses.secagg.client import MASK_PURPOSE, ClientPolicy, SecAggClient, point
+from gradleak.defenses.secagg.client import ClientPolicy, SecAggClient, point
+from gradleak.defenses.secagg.constants import MASK_PURPOSE
 from gradleak.defenses.secagg.graph import Graph, plan
 from gradleak.defenses.secagg.messages import (
     KeyBroadcast,
