@@ -18,6 +18,7 @@ plus the target's update (the silenced copies never enter it), so the federation
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ from gradleak.errors import GradleakError
 from gradleak.flower.strategy import CuriousLegacyFedAvg, CuriousServer
 from gradleak.servers import Server, ServerContext, build_server
 from gradleak.threat import ServerView
+
+log = logging.getLogger(__name__)
 
 
 class InconsistentLegacyFedAvg(CuriousLegacyFedAvg):
@@ -83,6 +86,9 @@ class InconsistentLegacyFedAvg(CuriousLegacyFedAvg):
         unchanged = [sum(np.clip(r * sent[nid][i], -clip, clip) for r, (nid, _, _) in zip(ratios, replies)) / sum(ratios)
                      for i in range(len(aggregate))]
         target = self.targets[server_round]
+        if target not in {nid for nid, _, _ in replies}:  # its update is not in the aggregate: nothing to see
+            log.warning("round %s: target node %s dropped out; the global model stays as it was", server_round, target)
+            return ndarrays_to_parameters(sent[target]), {}
         model = self.server.load(sent[target])
         names = list(model.state_dict())
         mean = {n: torch.from_numpy(np.asarray(a, dtype=np.float32) - np.asarray(u, dtype=np.float32))

@@ -97,7 +97,8 @@ def test_after_a_refusal_the_node_refuses_the_rest_of_that_round():
     from gradleak.servers import ServerContext, build_server
 
     data = app.dataset()
-    (_, silenced) = build_server("inconsistent:target=0").models(app.global_model(), 2, ServerContext(data.shape, data.num_classes))
+    prepared = ServerContext(data.shape, data.num_classes)
+    (_, silenced) = build_server("inconsistent:target=0").models(app.global_model(), 2, prepared)
     InProcessGrid(app.make_app(), 2)  # sets the run identity Flower's messages need
     mod = dead_layer_mod(app.global_model, app.batch)
     context = Context(run_id=0, node_id=InProcessGrid.node_id(1), node_config={}, state=RecordDict(), run_config={})

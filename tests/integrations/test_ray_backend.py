@@ -1,4 +1,5 @@
-"""``gradleak evaluate --backend ray``: Ray tasks give the process pool's records, run under the run's Compute, and survive SIGKILL."""
+"""``gradleak evaluate --backend ray``: Ray tasks give the process pool's records, run under the run's
+Compute, and survive SIGKILL."""
 
 from __future__ import annotations
 
