@@ -20,13 +20,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from gradleak.compute import Compute
 from gradleak.errors import GradleakError
 from gradleak.eval.grid import import_plugins
 from gradleak.eval.runner import Execute, Task, _attempt
 from gradleak.progress import set_quiet
 
 Finish = Callable[[Task, dict[str, Any] | None, str | None], None]
-Backend = Callable[[Sequence[Task], Execute, int, Finish], None]
+Backend = Callable[[Sequence[Task], Execute, int, Compute, Finish], None]
 RAY_EXTRA = "pip install 'gradleak[ray]'"
 
 
@@ -46,9 +47,9 @@ def gpus_for(device: str, cluster_gpus: float) -> int:
     return 0
 
 
-def _ray_task(execute: Execute, task: Task) -> tuple[dict[str, Any] | None, str | None]:
-    """A cell as a Ray worker runs it: like a pool worker, one torch thread and no inner bars."""
-    torch.set_num_threads(1)
+def _ray_task(execute: Execute, task: Task, compute: Compute) -> tuple[dict[str, Any] | None, str | None]:
+    """A cell as a Ray worker runs it: like a pool worker, under the run's Compute and with no inner bars."""
+    compute.apply()  # a Ray worker process belongs to the sweep, as a pool worker does
     set_quiet(True)
     import_plugins(task.plugins)
     return _attempt(execute, task)
@@ -74,7 +75,7 @@ def _start_ray(address: str | None, workers: int):
 
 
 def _ray(address: str | None) -> Backend:
-    def run(todo: Sequence[Task], execute: Execute, workers: int, finish: Finish) -> None:
+    def run(todo: Sequence[Task], execute: Execute, workers: int, compute: Compute, finish: Finish) -> None:
         ray, started = _start_ray(address, workers)
         pending: dict[Any, Task] = {}
         try:
@@ -85,7 +86,7 @@ def _ray(address: str | None) -> Backend:
                 while queue and len(pending) < workers:
                     task = queue.pop(0)
                     gpus = gpus_for(getattr(task, "device", "cpu"), cluster_gpus)
-                    pending[remote.options(num_cpus=1, num_gpus=gpus).remote(execute, task)] = task
+                    pending[remote.options(num_cpus=1, num_gpus=gpus).remote(execute, task, compute)] = task
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     finish(pending.pop(ref), *ray.get(ref))

@@ -66,7 +66,7 @@ def run_tasks(
     execute: Execute,
     workers: int = 1,
     compute: Compute | None = None,
-    backend: Callable[[Sequence[Task], Execute, int, Callable[..., None]], None] | None = None,
+    backend: Callable[[Sequence[Task], Execute, int, Compute, Callable[..., None]], None] | None = None,
 ) -> Outcome:
     """Execute the tasks whose key is not yet in ``results``, appending each record as it finishes.
 
@@ -74,8 +74,8 @@ def run_tasks(
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
     invocation retries it; the others go on. ``compute``: the settings every task runs under
     (default: this process's current ones). ``backend`` runs the tasks elsewhere (Ray: see
-    :mod:`~gradleak.eval.backends`) and hands each result to the same ``finish``; ``None`` is
-    the process pool.
+    :mod:`~gradleak.eval.backends`) under the same ``compute`` and hands each result to the same
+    ``finish``; ``None`` is the process pool.
     """
     compute = compute or Compute.current()
     store = ResultStore(results)
@@ -96,7 +96,7 @@ def run_tasks(
 
     try:
         if backend is not None:
-            backend(todo, execute, workers, finish)
+            backend(todo, execute, workers, compute, finish)
         elif workers <= 1:
             with compute.applied():
                 for task in todo:

@@ -14,6 +14,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
 from flwr.serverapp.grid import Grid
+from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 RUN_ID = 0
@@ -31,7 +32,7 @@ class InProcessGrid(Grid):
             nid: Context(run_id=RUN_ID, node_id=nid, node_config={"partition-id": k}, state=RecordDict(), run_config={})
             for k, nid in enumerate(self.node_ids)
         }
-        self._run = None
+        self._run = Run.create_empty(RUN_ID)  # Flower's DefaultWorkflow registers nodes under the grid's run
 
     @staticmethod
     def node_id(k: int) -> int:

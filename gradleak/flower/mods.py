@@ -15,16 +15,24 @@ private). Defenses that act inside local training (DP-SGD, Soteria) or in aggreg
 
 from __future__ import annotations
 
+import logging
+from typing import Callable
+
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord, Context, Message, MessageType, RecordDict
+import torch.nn.functional as F
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
+from torch import nn
 
 from gradleak.defenses import ClientContext, Defense, build_defense
 from gradleak.errors import GradleakError
 from gradleak.federated import noise_generator
 
 NUM_EXAMPLES_KEYS = ("num-examples", "fitres.num_examples")  # message API metrics, legacy FitRes
+REFUSED = "gradleak.refused"  # the node's state record: the message group (round) it refused
+REFUSED_CODE = 4001  # the Error code of a refusal (Flower's own codes are below 1000)
+log = logging.getLogger(__name__)
 
 
 def defense_mod(defense: str | Defense, seed: int | None = None) -> Mod:
@@ -73,3 +81,50 @@ def _num_examples(content: RecordDict) -> int:
             if key in record:
                 return int(record[key])
     return 1
+
+
+def dead_layers(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[str]:
+    """The layers (``Linear``/``Conv2d``) whose weight gets an exactly zero gradient on batch ``(x, y)``.
+
+    A trained or freshly initialised network moves every layer on real data; a layer silenced
+    with zero weights and a large negative bias (dead ReLU or saturated sigmoid) stops the
+    gradient of itself and of every layer before it.
+    """
+    model = model.train()
+    weights = {name: m.weight for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), list(weights.values()), allow_unused=True)
+    return [name for name, g in zip(weights, grads) if g is None or not bool(g.abs().max() > 0)]
+
+
+def dead_layer_mod(model: Callable[[], nn.Module], batch: Callable[[Context], tuple[torch.Tensor, torch.Tensor]]) -> Mod:
+    """A Mod that refuses to train a received model with a dead layer on this node's ``batch(context)``.
+
+    ``model()`` builds the architecture the received arrays load into (in ``state_dict`` order);
+    ``batch`` gives the node's normalised inputs and labels. The refusal is an ``Error`` reply
+    (code :data:`REFUSED_CODE`), and every later message of the same round (group) is refused
+    too, so a SecAgg+ server cannot collect this node's key shares to unmask the others alone.
+    """
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        group = message.metadata.group_id
+        refused = context.state.config_records.get(REFUSED)
+        if refused is not None and refused["group"] == group:
+            return _refuse(message, f"node {context.node_id} refused round {group!r}: its model had dead layers")
+        if message.metadata.message_type == MessageType.TRAIN and message.has_content() and message.content.array_records:
+            _, received = _only_record(message.content, "received")
+            net = model()
+            net.load_state_dict({k: torch.from_numpy(np.asarray(a.numpy()).copy())
+                                 for k, a in zip(net.state_dict(), received.values())})
+            dead = dead_layers(net, *batch(context))
+            if dead:
+                context.state.config_records[REFUSED] = ConfigRecord({"group": group})
+                reason = f"node {context.node_id} refuses to train: layers {', '.join(dead)} are dead on its data"
+                log.warning(reason)
+                return _refuse(message, reason)
+        return call_next(message, context)
+
+    return mod
+
+
+def _refuse(message: Message, reason: str) -> Message:
+    return Message(Error(REFUSED_CODE, reason), reply_to=message)

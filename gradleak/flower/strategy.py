@@ -64,12 +64,17 @@ class CuriousServer:
         self.out = Path(self.out)
         self.store = ResultStore(self.out / RESULTS)
 
+    def load(self, arrays: Sequence[np.ndarray]) -> torch.nn.Module:
+        """A copy of the architecture holding ``arrays`` (in ``state_dict`` order)."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict({n: torch.from_numpy(np.asarray(a).copy()) for n, a in zip(model.state_dict(), arrays)})
+        return model
+
     def observe(self, server_round: int, node_ids: tuple[int, ...], sent: Sequence[np.ndarray],
                 received: Sequence[np.ndarray], num_examples: int, aggregate: bool) -> dict[str, Any]:
         """Attack one update (``received - sent``, arrays in ``state_dict`` order) and record it."""
-        model = copy.deepcopy(self.model)
+        model = self.load(sent)
         names = list(model.state_dict())
-        model.load_state_dict({n: torch.from_numpy(np.asarray(a).copy()) for n, a in zip(names, sent)})
         delta = {n: torch.from_numpy(np.asarray(r, dtype=np.float32) - np.asarray(s, dtype=np.float32))
                  for n, s, r in zip(names, sent, received)}
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -78,19 +83,27 @@ class CuriousServer:
             update=tuple(delta[n] for n in trainable), num_examples=num_examples, local=self.local,
             cohort_size=len(node_ids), aggregate=aggregate, defenses=("flower-secagg+",) if aggregate else (),
         )
+        return self.attack_view(server_round, node_ids, view)
+
+    def attack_view(self, server_round: int, node_ids: tuple[int, ...], view: ServerView) -> dict[str, Any]:
+        """Run the attack on ``view``, whose data is that of ``node_ids``, and append its record."""
         attack = seeded_attack(self.attack, self.seed, f"attack {self.attack!r}")
         start = time.perf_counter()
         reconstruction = attack.reconstruct(view)
         seconds = time.perf_counter() - start
         config = {"flower": self.label, "round": server_round, "nodes": list(node_ids), "attack": self.attack,
                   "seed": self.seed}
+        if view.server != "honest":  # honest records keep the keys they always had
+            config["server"] = view.server
         key = run_key(config)
+        defense = "secagg+ (Flower)" if "flower-secagg+" in view.defenses else "none"
         record: dict[str, Any] = {
             "key": key, "kind": "flower-reconstruction", "config": config,
             "label": {"scenario": f"{self.label} round {server_round}", "attack": self.attack,
-                      "defense": "secagg+ (Flower)" if aggregate else "none"},
+                      "defense": defense, **({"server": view.server} if view.server != "honest" else {})},
             "seed": self.seed, "epsilon": None, "dp": [], "noise_seeded": False,
-            "view": {"num_examples": num_examples, "cohort_size": len(node_ids), "aggregate": aggregate, "defenses": list(view.defenses)},
+            "view": {"num_examples": view.num_examples, "cohort_size": view.cohort_size, "aggregate": view.aggregate,
+                     "defenses": list(view.defenses)},
             "cost": {"attack_seconds": seconds, "update_bytes": sum(d.numel() * d.element_size() for d in view.update)},
             "attack_info": {k: v for k, v in reconstruction.info.items() if isinstance(v, (int, float, str, bool))},
             "flower": {"round": server_round, "node_ids": list(node_ids)},

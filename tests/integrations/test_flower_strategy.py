@@ -70,35 +70,13 @@ def test_curious_fedavg_attacks_every_reply_like_gradleak_does(tmp_path):
 
 
 def test_under_secaggplus_the_strategy_sees_only_the_aggregate(tmp_path):
-    from flwr.app import ConfigRecord, Context, RecordDict
-    from flwr.client import NumPyClient
     from flwr.client.mod import secaggplus_mod
-    from flwr.clientapp import ClientApp
-    from flwr.common import ndarrays_to_parameters
-    from flwr.compat.common import recorddict_compat as compat
-    from flwr.server import ServerConfig
-    from flwr.server.client_manager import SimpleClientManager
-    from flwr.server.compat.grid_client_proxy import GridClientProxy
-    from flwr.server.compat.legacy_context import LegacyContext
     from flwr.server.workflow import SecAggPlusWorkflow
-    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
-    from flwr.server.workflow.constant import Key as WorkflowKey
 
     from gradleak.flower import CuriousLegacyFedAvg
 
     initial = [t.numpy() for t in app.global_model().state_dict().values()]
-    deltas = []
-
-    class LegacyClient(NumPyClient):
-        def __init__(self, k: int) -> None:
-            self.k = k
-
-        def fit(self, parameters, config):
-            grid_app = app.make_app()  # the same plain-torch training, through the message API's helper
-            weights = _train_once(grid_app, parameters, self.k)
-            deltas.append([w - p for w, p in zip(weights, parameters)])
-            return weights, 1, {}
-
+    uploads: dict[int, list[np.ndarray]] = {}
     observed = []
 
     class Recording(CuriousServer):
@@ -109,21 +87,14 @@ def test_under_secaggplus_the_strategy_sees_only_the_aggregate(tmp_path):
     data = app.dataset()
     server = Recording(app.global_model(), data.normalization, data.shape, data.num_classes, LOCAL,
                        attack="idlg:iterations=2,restarts=1", out=tmp_path, seed=SEED, truth=_truth)
-    client_app = ClientApp(client_fn=lambda context: LegacyClient(InProcessGrid.partition(int(context.node_id))).to_client(),
-                           mods=[secaggplus_mod])
-    grid = InProcessGrid(client_app, NODES)
-    manager = SimpleClientManager()
-    for nid in grid.get_node_ids():
-        manager.register(GridClientProxy(node_id=nid, grid=grid, run_id=0))
+    grid = InProcessGrid(app.legacy_app([secaggplus_mod], uploads), NODES)
     strategy = CuriousLegacyFedAvg(server, fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=NODES,
                                    min_available_clients=NODES)
-    context = LegacyContext(Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}),
-                            config=ServerConfig(num_rounds=1), strategy=strategy, client_manager=manager)
-    context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: 1})
-    context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(ndarrays_to_parameters(initial), True)
     # max_weight=1: each node reports one example, so the quantisation step is 16 / 2^22, not 1000 times that
-    SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2, max_weight=1.0)(grid, context)
+    app.run_secaggplus(grid, strategy, SecAggPlusWorkflow(num_shares=3, reconstruction_threshold=2, max_weight=1.0),
+                       initial)
 
+    deltas = list(uploads.values())
     assert len(deltas) == NODES and len(observed) == 1  # four uploads, one observation: the aggregate
     nodes, update, aggregate = observed[0]
     assert aggregate and sorted(nodes) == sorted(grid.get_node_ids())
@@ -134,15 +105,3 @@ def test_under_secaggplus_the_strategy_sees_only_the_aggregate(tmp_path):
         assert max(float(np.abs(u - d).max()) for u, d in zip(update, own)) > 1e-3
     (record,) = read_records(tmp_path / "results.jsonl")
     assert record["view"]["aggregate"] and record["view"]["cohort_size"] == NODES
-
-
-def _train_once(client_app, parameters, k: int) -> list[np.ndarray]:
-    """One node's training on ``parameters`` (state_dict order), via the plain-torch ClientApp."""
-    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
-
-    keys = list(app.global_model().state_dict())
-    record = ArrayRecord({key: torch.from_numpy(p.copy()) for key, p in zip(keys, parameters)})
-    grid = InProcessGrid(client_app, NODES)
-    (reply,) = grid.send_and_receive([Message(RecordDict({"arrays": record, "config": ConfigRecord()}),
-                                              InProcessGrid.node_id(k), MessageType.TRAIN)])
-    return [a.numpy() for a in reply.content["arrays"].values()]

@@ -1,4 +1,5 @@
-"""``gradleak evaluate --backend ray``: Ray tasks give the process pool's records, and survive SIGKILL."""
+"""``gradleak evaluate --backend ray``: Ray tasks give the process pool's records, run under the run's
+Compute, and survive SIGKILL."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from gradleak.cli import main
-from gradleak.eval.backends import gpus_for
+from gradleak.compute import Compute
+from gradleak.eval.backends import backend, gpus_for
 from gradleak.eval.grid import load_config, plan
 from gradleak.eval.harness import RESULTS, run_grid
 from gradleak.eval.results import read_records
+from gradleak.eval.runner import run_tasks
 
 PLUGINS = Path(__file__).parents[1] / "eval"  # harness_plugin: the quick stand-in attack
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
@@ -102,3 +107,30 @@ def test_sigkill_mid_sweep_on_ray_then_resume_loses_and_repeats_nothing(tmp_path
     assert f"{done_before} already done of 8" in rerun.stdout
     records = read_records(results)
     assert sorted(r["seed"] for r in records) == list(range(8))  # each seed once: nothing lost, nothing twice
+
+
+@dataclass(frozen=True)
+class Probe:
+    key: str
+    plugins: tuple[str, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return self.key
+
+
+def seen_settings(task: Probe) -> dict:
+    return {"key": task.key, "seen": {"threads": torch.get_num_threads(), "onednn": bool(torch.backends.mkldnn.enabled)}}
+
+
+@pytest.mark.slow  # starts Ray: about 50 s on 2 busy cores
+@needs_ray
+def test_ray_tasks_run_under_the_runs_compute(tmp_path, monkeypatch):
+    # Ray's workers import seen_settings by its module name (tests.integrations...): put the checkout on their path
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    asked = Compute(threads=2, onednn=not Compute.current().onednn)  # neither Ray's nor the pool's default
+    outcome = run_tasks([Probe("a"), Probe("b")], tmp_path / RESULTS, seen_settings, 2, asked, backend=backend("ray"))
+    assert outcome.finished == 2, outcome.failures
+    for record in read_records(tmp_path / RESULTS):
+        assert record["seen"] == {"threads": 2, "onednn": asked.onednn}
+        assert record["compute"] == asked.record()
