@@ -8,6 +8,9 @@
    server only sees the cohort's aggregate and the attack must untangle eight images at once.
    The attack gets the same evaluation budget against every defense, one that is ample against
    the undefended upload.
+   Then a malicious server (model inconsistency, Pasquini et al. CCS 2022) breaks secure
+   aggregation of the same 8 clients when the protocol does not bind the model
+   (``secagg:bind_model=false``), and is stopped when it does (``secagg``, the default).
 3. **Cost.** Secure aggregation's bytes and seconds as the cohort grows (the real protocol),
    and the test accuracy federated training keeps under client-level DP (DP-FedAvg, McMahan et
    al., ICLR 2018) on ``digits``, at two cohort sizes. The noise on the averaged update is
@@ -64,8 +67,11 @@ class DemoPlan:
     cost_clients: tuple[int, ...] = ()
     utility: tuple[UtilityConfig, ...] = ()  # one FedAvg training per cohort size and utility defense
     utility_defenses: tuple[str, ...] = ()
+    malicious: str | None = None  # a server spec attacked through secure aggregation, unbound then bound
+    malicious_defenses: tuple[str, ...] = ("secagg:bind_model=false", "secagg")
 
 
+MALICIOUS = "inconsistent:target=0"
 DP_LEVELS = ("dp-sgd:epsilon=8", "dp-sgd:epsilon=3", "dp-sgd:epsilon=1")
 # Client-level DP over the whole training: DP-SGD's per-upload noise would be averaged over one
 # client's 1-13 examples only, where every ε destroys the model (19% accuracy at ε = 8, measured).
@@ -84,6 +90,7 @@ FULL = DemoPlan(
     utility=(UtilityConfig(clients=100, cohort=10, rounds=20, local_steps=1),
              UtilityConfig(clients=1_000, cohort=100, rounds=20, local_steps=1)),
     utility_defenses=("none", *CLIENT_DP_LEVELS),
+    malicious=MALICIOUS,
 )
 
 QUICK = DemoPlan(
@@ -96,6 +103,7 @@ QUICK = DemoPlan(
     utility=(UtilityConfig(clients=100, cohort=10, rounds=10, local_steps=1),
              UtilityConfig(clients=1_000, cohort=100, rounds=10, local_steps=1)),
     utility_defenses=("none", "dp-fedavg:epsilon=8"),
+    malicious=MALICIOUS,
 )
 
 
@@ -149,6 +157,9 @@ def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
         if aggregators:
             tables.append({**scenario, "defenses": aggregators,
                            "attacks": [attack_spec(a, plan_.aggregate_evaluations, 1) for a in plan_.attacks]})
+        if plan_.malicious and aggregators:  # the target's own update once the server isolates it
+            tables.append({**scenario, "servers": [plan_.malicious], "defenses": list(plan_.malicious_defenses),
+                           "attacks": [attack_spec(a, data.evaluations, plan_.starts) for a in plan_.attacks]})
         if data.baseline and plan_.baseline_attacks:
             tables.append({**scenario, "defenses": ["none"],
                            "attacks": [attack_spec(a, data.evaluations, None) for a in plan_.baseline_attacks]})
@@ -195,6 +206,8 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
 
     keys = {t.key for t in (*runs, *points, *trainings)}
     records = [r for r in load_results([out / RESULTS]) if r["key"] in keys]
+    notes += [f"{r['label']['scenario']}, {r['label']['defense']}: stopped: {r['stopped']}"
+              for r in records if r.get("stopped")]
     _, html = write_report(records, out / "report", title="gradleak demo")
     table = text_table(table_rows(group_runs(records)))
     utility = [r for r in records if r.get("kind") == "utility"]

@@ -7,6 +7,7 @@ A config file looks like this (every key optional except the scenarios' own choi
     workers = 2
     attacks = ["dlg", "idlg"]
     defenses = ["none", "prune:ratio=0.9", "dp-sgd:epsilon=3", "secagg", "prune:ratio=0.5 + secagg"]
+    servers = ["honest", "inconsistent:target=0"]   # what the server sends (default: honest only)
 
     [[scenario]]
     dataset = "faces"
@@ -18,7 +19,9 @@ A config file looks like this (every key optional except the scenarios' own choi
     batch_size = 4
     attacks = ["ig"]                 # a scenario may replace the sweep's attacks or defenses
 
-A defense entry is one stack: ``none``, one spec, or specs joined by ``+`` (or a TOML list).
+A server entry is a server spec (``gradleak list`` names them); a malicious server's runs are
+labelled by a scenario name that says so, so they sit beside the honest rows in tables and
+reports. A defense entry is one stack: ``none``, one spec, or specs joined by ``+`` (or a TOML list).
 Scenario keys are the fields of :class:`gradleak.scenario.Scenario`. Everything is checked
 before anything runs (:func:`plan`): unknown keys, attacks, defenses and impossible
 combinations fail with a message naming the entry and the valid choices.
@@ -44,6 +47,7 @@ from gradleak.eval.results import run_key
 from gradleak.eval.summary import SUCCESS_DB
 from gradleak.models import build
 from gradleak.scenario import Scenario, client_indices, scenario_dataset
+from gradleak.servers import build_server
 from gradleak.spec import MAX_WORKERS, Range, Seed, config_fields, make_config, parse_spec
 
 STACK_JOIN = "+"
@@ -69,6 +73,7 @@ class ScenarioEntry:
     scenario: Scenario
     attacks: tuple[str, ...]
     defenses: tuple[tuple[str, ...], ...]
+    servers: tuple[str, ...] = ("honest",)
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class Run:
     device: str
     out: str
     plugins: tuple[str, ...] = ()
+    server: str = "honest"  # the server spec: what each client receives
     position: int = 0  # in the grid, for tables in grid order; not part of the run's identity
 
     @property
@@ -99,7 +105,7 @@ class Run:
 
 
 DEFAULT_ATTACKS = ("dlg",)
-SWEEP_LISTS = {"attacks", "defenses"}
+SWEEP_LISTS = {"attacks", "defenses", "servers"}
 
 
 def parse_stack(entry: Any, where: str) -> tuple[str, ...]:
@@ -159,6 +165,7 @@ def parse_config(raw: Mapping[str, Any], where: str, scenario_overrides: Mapping
         raise GradleakError(f"{where}: write scenarios as [[scenario]] tables")
     attacks = _string_list(raw.pop("attacks", DEFAULT_ATTACKS), "attacks", where)
     defenses = _stacks(raw.pop("defenses", ["none"]), where)
+    servers = _string_list(raw.pop("servers", ["honest"]), "servers", where)
     valid = sorted([*config_fields(SweepSettings), *SWEEP_LISTS, "scenario"])
     unknown = sorted(set(raw) - set(valid))
     if unknown:
@@ -171,7 +178,7 @@ def parse_config(raw: Mapping[str, Any], where: str, scenario_overrides: Mapping
     entries = []
     for number, table in enumerate(tables, start=1):
         table = {**table, **{k: v for k, v in (scenario_overrides or {}).items() if v is not None}}
-        entries.append(_scenario_entry(table, f"{where}, scenario {number}", attacks, defenses))
+        entries.append(_scenario_entry(table, f"{where}, scenario {number}", attacks, defenses, servers))
     return GridConfig(settings, tuple(entries))
 
 
@@ -180,19 +187,21 @@ def _stacks(value: Any, where: str) -> tuple[tuple[str, ...], ...]:
 
 
 def _scenario_entry(table: dict[str, Any], where: str, attacks: tuple[str, ...],
-                    defenses: tuple[tuple[str, ...], ...]) -> ScenarioEntry:
+                    defenses: tuple[tuple[str, ...], ...], servers: tuple[str, ...] = ("honest",)) -> ScenarioEntry:
     table = dict(table)
     name = table.pop("name", None)
     if "attacks" in table:
         attacks = _string_list(table.pop("attacks"), "attacks", where)
     if "defenses" in table:
         defenses = _stacks(table.pop("defenses"), where)
+    if "servers" in table:
+        servers = _string_list(table.pop("servers"), "servers", where)
     valid = sorted([*config_fields(Scenario), "name", *SWEEP_LISTS])
     unknown = sorted(set(table) - set(valid))
     if unknown:
         raise GradleakError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
     scenario = make_config(Scenario, table, where)
-    return ScenarioEntry(str(name) if name else scenario_label(scenario), scenario, attacks, defenses)
+    return ScenarioEntry(str(name) if name else scenario_label(scenario), scenario, attacks, defenses, servers)
 
 
 def scenario_label(s: Scenario) -> str:
@@ -263,30 +272,40 @@ def plan(config: GridConfig) -> list[Run]:
                 raise GradleakError(f"{where}, defenses {stack_label(specs)!r}: {exc}") from None
             check_combination(scenario, stack, f"{where}, defenses {stack_label(specs)!r}")
             stacks.append((specs, stack))
-        for attack_spec in entry.attacks:
-            for specs, stack in stacks:
-                for seed in settings.seeds:
-                    attack = seeded_attack(attack_spec, seed, f"{where}, attack {attack_spec!r}")
-                    seeded = dataclasses.replace(scenario, model_seed=scenario.model_seed + seed)
-                    run_config = {
-                        "scenario": dataclasses.asdict(seeded),
-                        "attack": {"name": attack.name, "config": _config_dict(attack)},
-                        "defenses": [{"name": d.name, "config": _config_dict(d)} for d in stack],
-                        "seed": seed,
-                    }
-                    runs.append(Run(
-                        key=run_key(run_config),
-                        config=run_config,
-                        scenario=seeded,
-                        label={"scenario": entry.name, "attack": attack_spec, "defense": stack_label(specs)},
-                        attack=attack_spec,
-                        defenses=specs,
-                        seed=seed,
-                        device=settings.device,
-                        out=settings.out,
-                        plugins=settings.plugins,
-                        position=len(runs),
-                    ))
+        servers = []
+        for spec in entry.servers:
+            try:
+                servers.append((spec, build_server(spec)))
+            except GradleakError as exc:
+                raise GradleakError(f"{where}, server {spec!r}: {exc}") from None
+        cells = [(a, d, v) for v in servers for a in entry.attacks for d in stacks]
+        for attack_spec, (specs, stack), (server_spec, server) in cells:
+            for seed in settings.seeds:
+                attack = seeded_attack(attack_spec, seed, f"{where}, attack {attack_spec!r}")
+                seeded = dataclasses.replace(scenario, model_seed=scenario.model_seed + seed)
+                run_config = {
+                    "scenario": dataclasses.asdict(seeded),
+                    "attack": {"name": attack.name, "config": _config_dict(attack)},
+                    "defenses": [{"name": d.name, "config": _config_dict(d)} for d in stack],
+                    "seed": seed,
+                }
+                if server.name != "honest":  # honest runs keep the keys they had before servers were an axis
+                    run_config["server"] = {"name": server.name, "config": _config_dict(server)}
+                name = entry.name if server.name == "honest" else f"{entry.name}/{server_spec} server"
+                runs.append(Run(
+                    key=run_key(run_config),
+                    config=run_config,
+                    scenario=seeded,
+                    label={"scenario": name, "attack": attack_spec, "defense": stack_label(specs)},
+                    attack=attack_spec,
+                    defenses=specs,
+                    seed=seed,
+                    device=settings.device,
+                    out=settings.out,
+                    plugins=settings.plugins,
+                    server=server_spec,
+                    position=len(runs),
+                ))
     keys = [r.key for r in runs]
     if len(set(keys)) != len(keys):
         raise GradleakError("the grid lists the same run twice (a repeated attack, defense, seed or scenario); remove the copy")

@@ -26,7 +26,9 @@ from gradleak.eval import backends
 from gradleak.eval.grid import Run, seeded_attack
 from gradleak.eval.metrics import Scores, score
 from gradleak.eval.runner import Outcome, run_tasks
+from gradleak.defenses.secagg.messages import ProtocolAbort
 from gradleak.scenario import build_round
+from gradleak.servers import build_server
 from gradleak.threat import Reconstruction, Truth
 
 RESULTS = "results.jsonl"
@@ -41,7 +43,10 @@ def execute(run: Run) -> dict[str, Any]:
     attack = seeded_attack(run.attack, run.seed, f"attack {run.attack!r}")
 
     start = time.perf_counter()
-    round_ = build_round(run.scenario, stack, device, noise_seed=run.seed)
+    try:
+        round_ = build_round(run.scenario, stack, device, noise_seed=run.seed, server=build_server(run.server))
+    except ProtocolAbort as abort:  # a defense stopped the round (a bound secure aggregation caught the server)
+        return stopped(run, stack, str(abort))
     round_seconds = time.perf_counter() - start
     start = time.perf_counter()
     reconstruction = attack.reconstruct(round_.view)
@@ -75,6 +80,30 @@ def execute(run: Run) -> dict[str, Any]:
         "attack_info": _plain(reconstruction.info),
         "images": save_images(Path(run.out), run.key, round_.truth, reconstruction, scores),
         "device": str(device),
+        "gradleak": gradleak.__version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def stopped(run: Run, stack: Any, reason: str) -> dict[str, Any]:
+    """The record of a round a defense stopped before the server saw anything: nothing to attack."""
+    epsilons = [(d.name, d.epsilon()) for d in stack if d.epsilon() is not None]
+    return {
+        "key": run.key,
+        "kind": "attack",
+        "config": run.config,
+        "label": run.label,
+        "position": run.position,
+        "seed": run.seed,
+        "stopped": reason,
+        "metrics": {"per_image": [], "success_rate": 0.0},
+        "epsilon": epsilons[0][1] if epsilons else None,
+        "dp": [{"defense": name, "epsilon": eps, "delta": _delta(stack, name)} for name, eps in epsilons],
+        "noise_seeded": bool(epsilons),
+        "cost": {"round_seconds": 0.0, "attack_seconds": 0.0},
+        "attack_info": {},
+        "images": {"truth": [], "reconstruction": []},
+        "device": run.device,
         "gradleak": gradleak.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -83,9 +83,17 @@ class Group:
     def label_accuracy(self) -> Stat:
         return Stat.of(float(bool(c)) for c in self.per_image("label_correct"))
 
+    @property
+    def stopped(self) -> int:
+        """Runs whose round a defense stopped before the server saw an update (nothing recovered)."""
+        return sum(1 for r in self.records if r.get("stopped"))
+
     def success_rate(self, threshold_db: float = SUCCESS_DB) -> float:
+        """Share of images at or above the threshold; a stopped run's images count as not recovered."""
         values = self.per_image("psnr")
-        return float(np.mean([v >= threshold_db for v in values])) if values else math.nan
+        missed = sum(number(r["config"]["scenario"].get("batch_size", 1)) for r in self.records if r.get("stopped"))
+        total = len(values) + missed
+        return float(sum(v >= threshold_db for v in values) / total) if total else math.nan
 
     @property
     def epsilon(self) -> float | None:
@@ -212,7 +220,7 @@ def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> lis
             g.defense,
             "–" if eps is None else f"{eps:.3g}",
             str(len(g.records)),
-            g.psnr.format(db=True),
+            g.psnr.format(db=True) if g.stopped < len(g.records) else "stopped",
             g.ssim.format(digits=3),
             f"{100 * g.label_accuracy.mean:.0f}%",
             f"{100 * g.success_rate(threshold_db):.0f}%",
