@@ -186,6 +186,8 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
     print(f"attacks: {', '.join(plan_.attacks)} on {datasets} (LeNet-Zhu, one image per client, "
           f"{plan_.cohort} clients) under {', '.join(plan_.defenses)}"
           + (f"; {', '.join(plan_.baseline_attacks)} without defense" if plan_.baseline_attacks else "")
+          + (f"; a malicious server ({plan_.malicious}) under {' and '.join(plan_.malicious_defenses)}"
+             if plan_.malicious else "")
           + f": {len(runs)} runs")
     points: list[CostPoint] = []
     if plan_.cost_clients:

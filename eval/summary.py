@@ -222,10 +222,10 @@ def table_rows(groups: Iterable[Group], threshold_db: float = SUCCESS_DB) -> lis
             str(len(g.records)),
             g.psnr.format(db=True) if g.stopped < len(g.records) else "stopped",
             g.ssim.format(digits=3),
-            f"{100 * g.label_accuracy.mean:.0f}%",
+            "–" if g.label_accuracy.n == 0 else f"{100 * g.label_accuracy.mean:.0f}%",
             f"{100 * g.success_rate(threshold_db):.0f}%",
             "–" if g.evaluations.n == 0 else f"{g.evaluations.mean:,.0f}",
-            f"{g.seconds.mean:.1f}",
+            "–" if g.stopped == len(g.records) else f"{g.seconds.mean:.1f}",
         ))
     return rows
 
