@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gradleak.eval.grid import load_config, plan
-from gradleak.eval.harness import run_grid
+from gradleak.eval.sweep.plan import load_config, plan
+from gradleak.eval.sweep.execute import run_grid
 from gradleak.eval.summary import defense_verdicts, group_runs, markdown_table, table_rows
 
 CONFIG = Path(__file__).with_suffix(".toml")

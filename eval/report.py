@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from skimage import io as skio
 
 import gradleak
-from gradleak.eval.results import read_records
+from gradleak.eval.store import read_records
 from gradleak.eval.summary import (
     SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Group, Stat, defense_verdicts, group_runs, markdown_table, number,
     table_rows, verdict_rows,

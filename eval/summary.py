@@ -114,27 +114,6 @@ class Group:
     def upload_bytes(self) -> Stat:
         return Stat.of(number(r["cost"].get("client_bytes_sent")) for r in self.records)
 
-    def row(self, threshold_db: float = SUCCESS_DB) -> dict[str, Any]:
-        """The group's numbers, machine-readable (raw floats)."""
-        return {
-            "scenario": self.scenario,
-            "attack": self.attack,
-            "defense": self.defense,
-            "runs": len(self.records),
-            "images": self.psnr.n,
-            "psnr_mean": self.psnr.mean,
-            "psnr_std": self.psnr.std,
-            "psnr_median": self.psnr.median,
-            "ssim_mean": self.ssim.mean,
-            "ssim_std": self.ssim.std,
-            "mse_mean": self.mse.mean,
-            "label_accuracy": self.label_accuracy.mean,
-            "success_rate": self.success_rate(threshold_db),
-            "epsilon": self.epsilon,
-            "attack_seconds": self.seconds.mean,
-            "evaluations": self.evaluations.mean,
-        }
-
 
 def attack_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "attack"]

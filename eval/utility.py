@@ -35,8 +35,8 @@ from gradleak.data import load_dataset
 from gradleak.defenses import DEFENSES, build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
-from gradleak.eval.grid import stack_label
-from gradleak.eval.results import run_key
+from gradleak.eval.sweep.plan import stack_label
+from gradleak.eval.store import run_key
 from gradleak.federated import Client, poisson_cohort, run_round
 from gradleak.models import build
 from gradleak.progress import progress

@@ -232,7 +232,7 @@ rows.append(("secagg, 4 clients", f"{psnr:.1f}", f"{cost['expansion']:.2f}× the
 print(rows[-1])
 """),
     ("code", """
-from gradleak.eval.costs import CostPoint, measure
+from gradleak.eval.secagg_costs import CostPoint, measure
 
 dim = sum(g.numel() for g in round_.view.update)
 print(f"{'clients':>8} {'bytes sent + received per client':>34} {'× plain float32':>16}")

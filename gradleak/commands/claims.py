@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from gradleak.commands.options import number, out_dir, out_file
-from gradleak.eval.claims import FULL, QUICK, claims_page, measure_claims
+from gradleak.showcase.claims import FULL, QUICK, claims_page, measure_claims
 from gradleak.spec import MAX_WORKERS
 
 

@@ -7,7 +7,7 @@ import os
 
 from gradleak.commands.options import number, out_dir
 from gradleak.spec import MAX_WORKERS
-from gradleak.eval.demo import FULL, QUICK, run_demo
+from gradleak.showcase.demo import FULL, QUICK, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,9 +7,9 @@ import dataclasses
 import typing
 
 from gradleak.commands.options import field_type, in_file, out_dir
-from gradleak.eval.backends import BACKENDS
-from gradleak.eval.grid import SweepSettings, load_config, plan
-from gradleak.eval.harness import RESULTS, run_grid
+from gradleak.eval.sweep.backends import BACKENDS
+from gradleak.eval.sweep.plan import SweepSettings, load_config, plan
+from gradleak.eval.sweep.execute import RESULTS, run_grid
 from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.scenario import Scenario
 

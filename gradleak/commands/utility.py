@@ -7,9 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from gradleak.commands.options import SEED, field_type, number, out_dir
-from gradleak.eval.grid import parse_stack
+from gradleak.eval.sweep.plan import parse_stack
 from gradleak.eval.report import UTILITY_COLUMNS, utility_rows
-from gradleak.eval.runner import run_tasks
+from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import text_table
 from gradleak.eval.utility import UTILITY_RESULTS, UtilityConfig, plan_utility, train_federated
 from gradleak.spec import MAX_WORKERS, make_config

@@ -30,10 +30,10 @@ from flwr.server.strategy import FedAvg as LegacyFedAvg
 from flwr.serverapp.strategy import FedAvg
 
 import gradleak
-from gradleak.eval.grid import seeded_attack
-from gradleak.eval.harness import save_images
+from gradleak.eval.sweep.plan import seeded_attack
+from gradleak.eval.sweep.execute import save_images
 from gradleak.eval.metrics import score
-from gradleak.eval.results import ResultStore, run_key
+from gradleak.eval.store import ResultStore, run_key
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
 RESULTS = "results.jsonl"

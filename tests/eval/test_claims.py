@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gradleak.eval.claims import (
+from gradleak.showcase.claims import (
     QUICK, Measurements, accuracy_claim, claims_page, dropout_claim, overhead_claim, participation_claim,
 )
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gradleak.compute import Compute
-from gradleak.eval.runner import run_tasks
+from gradleak.eval.sweep.tasks import run_tasks
 
 
 @dataclass(frozen=True)

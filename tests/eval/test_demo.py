@@ -8,7 +8,7 @@ import pytest
 
 from gradleak.attacks import ATTACKS
 from gradleak.cli import main
-from gradleak.eval.harness import RESULTS
+from gradleak.eval.sweep.execute import RESULTS
 from gradleak.eval.report import load_results
 from gradleak.eval.summary import group_runs
 

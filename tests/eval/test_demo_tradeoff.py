@@ -3,9 +3,9 @@ every accuracy in its table names the cohort it was measured with."""
 
 from __future__ import annotations
 
-from gradleak.eval.demo import QUICK, TRADEOFF_COLUMNS, _available, run_task, tradeoff_rows, utility_trainings
-from gradleak.eval.harness import RESULTS
-from gradleak.eval.runner import run_tasks
+from gradleak.showcase.demo import QUICK, TRADEOFF_COLUMNS, _available, run_task, tradeoff_rows, utility_trainings
+from gradleak.eval.sweep.execute import RESULTS
+from gradleak.eval.sweep.tasks import run_tasks
 
 
 def test_the_cost_of_epsilon_8_falls_with_the_cohort(tmp_path):

@@ -14,9 +14,9 @@ import pytest
 
 from gradleak.cli import main
 from gradleak.errors import GradleakError
-from gradleak.eval.grid import load_config, plan
-from gradleak.eval.harness import RESULTS, run_grid
-from gradleak.eval.results import ResultStore, read_records, run_key
+from gradleak.eval.sweep.plan import load_config, plan
+from gradleak.eval.sweep.execute import RESULTS, run_grid
+from gradleak.eval.store import ResultStore, read_records, run_key
 
 HERE = Path(__file__).parent
 PLUGIN = "harness_plugin"
@@ -90,7 +90,7 @@ def test_bad_configs_fail_before_any_compute(tmp_path, plugin, toml, named):
 
 def test_aggregation_defense_over_one_client_is_rejected(tmp_path, plugin):
     from gradleak.defenses import DEFENSES
-    from gradleak.eval.grid import check_combination
+    from gradleak.eval.sweep.plan import check_combination
     from gradleak.scenario import Scenario
 
     aggregators = [name for name in DEFENSES.names() if DEFENSES.get(name).stage == "aggregation"]

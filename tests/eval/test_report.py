@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gradleak.cli import main
-from gradleak.eval.grid import load_config, plan
-from gradleak.eval.harness import RESULTS, run_grid
+from gradleak.eval.sweep.plan import load_config, plan
+from gradleak.eval.sweep.execute import RESULTS, run_grid
 from gradleak.eval.report import load_results, write_report
-from gradleak.eval.results import ResultStore
+from gradleak.eval.store import ResultStore
 from gradleak.eval.summary import Stat, defense_verdicts, group_runs
 
 HERE = Path(__file__).parent

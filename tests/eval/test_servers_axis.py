@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from gradleak.errors import GradleakError
-from gradleak.eval.grid import parse_config, plan
-from gradleak.eval.harness import execute
+from gradleak.eval.sweep.plan import parse_config, plan
+from gradleak.eval.sweep.execute import execute
 from gradleak.eval.summary import group_runs, table_rows
 
 SCENARIO = {"dataset": "faces", "cohort_size": 3}

@@ -6,7 +6,7 @@ import pytest
 
 from gradleak.cli import main
 from gradleak.errors import GradleakError
-from gradleak.eval.results import read_records
+from gradleak.eval.store import read_records
 from gradleak.eval.utility import UtilityConfig, plan_utility, schedule, train_federated
 
 SMALL = UtilityConfig(clients=20, cohort=5, rounds=12, local_steps=3)

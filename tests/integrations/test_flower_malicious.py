@@ -12,7 +12,7 @@ import torch  # noqa: E402
 from flwr.client.mod import secaggplus_mod  # noqa: E402
 from flwr.server.workflow import SecAggPlusWorkflow  # noqa: E402
 
-from gradleak.eval.results import read_records  # noqa: E402
+from gradleak.eval.store import read_records  # noqa: E402
 from gradleak.flower import CuriousServer, InconsistentLegacyFedAvg, InProcessGrid, dead_layer_mod  # noqa: E402
 from gradleak.flower.mods import REFUSED_CODE, dead_layers  # noqa: E402
 from gradleak.threat import LocalTraining, Truth  # noqa: E402

@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from flwr.app import ArrayRecord  # noqa: E402
 
-from gradleak.eval.grid import seeded_attack  # noqa: E402
+from gradleak.eval.sweep.plan import seeded_attack  # noqa: E402
 from gradleak.eval.metrics import score  # noqa: E402
-from gradleak.eval.results import read_records  # noqa: E402
+from gradleak.eval.store import read_records  # noqa: E402
 from gradleak.federated import Client, run_round  # noqa: E402
 from gradleak.flower import CuriousFedAvg, CuriousServer, InProcessGrid  # noqa: E402
 from gradleak.threat import LocalTraining, Truth  # noqa: E402

@@ -17,11 +17,11 @@ import torch
 
 from gradleak.cli import main
 from gradleak.compute import Compute
-from gradleak.eval.backends import backend, gpus_for
-from gradleak.eval.grid import load_config, plan
-from gradleak.eval.harness import RESULTS, run_grid
-from gradleak.eval.results import read_records
-from gradleak.eval.runner import run_tasks
+from gradleak.eval.sweep.backends import backend, gpus_for
+from gradleak.eval.sweep.plan import load_config, plan
+from gradleak.eval.sweep.execute import RESULTS, run_grid
+from gradleak.eval.store import read_records
+from gradleak.eval.sweep.tasks import run_tasks
 
 PLUGINS = Path(__file__).parents[1] / "eval"  # harness_plugin: the quick stand-in attack
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,

@@ -1,7 +1,7 @@
 """Where a sweep's tasks run: the process pool on this machine (default) or Ray tasks on a cluster.
 
 The choice lives here, in :data:`BACKENDS`. Whatever the backend, the parent process stays the
-only writer of the results file (:func:`~gradleak.eval.runner.run_tasks` hands each finished
+only writer of the results file (:func:`~gradleak.eval.sweep.tasks.run_tasks` hands each finished
 record to its ``finish``), so resuming a killed sweep works the same on every backend.
 
 Ray (``pip install 'gradleak[ray]'``; Moritz et al., "Ray: A Distributed Framework for Emerging AI
@@ -22,8 +22,8 @@ import torch
 
 from gradleak.compute import Compute
 from gradleak.errors import GradleakError
-from gradleak.eval.grid import import_plugins
-from gradleak.eval.runner import Execute, Task, _attempt
+from gradleak.eval.sweep.plan import import_plugins
+from gradleak.eval.sweep.tasks import Execute, Task, _attempt
 from gradleak.progress import set_quiet
 
 Finish = Callable[[Task, dict[str, Any] | None, str | None], None]

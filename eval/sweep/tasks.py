@@ -3,7 +3,7 @@
 A task is any picklable object with a ``key`` (its identity in the results file), ``plugins``
 (modules to import first) and a ``title`` (for messages); ``execute(task)`` turns it into a
 record. The parent process alone appends to the results file
-(:class:`~gradleak.eval.results.ResultStore`: one fsync-ed line per finished task), so a run
+(:class:`~gradleak.eval.store.ResultStore`: one fsync-ed line per finished task), so a run
 killed at any moment resumes by running the same command again.
 
 Workers are ``spawn``-ed processes (fork would copy torch's thread pools and locks). Their
@@ -27,8 +27,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 from gradleak.compute import Compute
 from gradleak.errors import GradleakError
-from gradleak.eval.grid import import_plugins
-from gradleak.eval.results import ResultStore
+from gradleak.eval.sweep.plan import import_plugins
+from gradleak.eval.store import ResultStore
 from gradleak.progress import progress, set_quiet
 
 
@@ -74,7 +74,7 @@ def run_tasks(
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
     invocation retries it; the others go on. ``compute``: the settings every task runs under
     (default: this process's current ones). ``backend`` runs the tasks elsewhere (Ray: see
-    :mod:`~gradleak.eval.backends`) under the same ``compute`` and hands each result to the same
+    :mod:`~gradleak.eval.sweep.backends`) under the same ``compute`` and hands each result to the same
     ``finish``; ``None`` is the process pool.
     """
     compute = compute or Compute.current()

@@ -3,7 +3,7 @@
 Each point is one session of the real protocol on random vectors, its sum checked against the
 plaintext sum (:func:`gradleak.defenses.secagg.simulation.simulate`); its record is the one
 ``gradleak secagg --json`` prints, so the report plots and the claims quote what the command shows.
-Points are tasks for :func:`~gradleak.eval.runner.run_tasks`, so a sweep resumes like any other.
+Points are tasks for :func:`~gradleak.eval.sweep.tasks.run_tasks`, so a sweep resumes like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from gradleak.defenses.secagg.messages import ProtocolAbort
 from gradleak.defenses.secagg.simulation import report, simulate
-from gradleak.eval.results import run_key
+from gradleak.eval.store import run_key
 
 SECAGG_RESULTS = "secagg.jsonl"
 

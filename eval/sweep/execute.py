@@ -1,10 +1,10 @@
 """Run a grid of attacks against defended rounds, resumably, in parallel worker processes.
 
-Each :class:`~gradleak.eval.grid.Run` is executed from scratch by :func:`execute`: the victim
+Each :class:`~gradleak.eval.sweep.plan.Run` is executed from scratch by :func:`execute`: the victim
 side builds the scenario's round under the defense stack (``scenario.build_round``), the attack
 receives only ``round.view``, and only here are its reconstruction and ``round.truth`` brought
 together and scored (``eval.metrics.score``). :func:`run_grid` hands the runs to
-:func:`~gradleak.eval.runner.run_tasks`, which skips finished ones and records each new one in
+:func:`~gradleak.eval.sweep.tasks.run_tasks`, which skips finished ones and records each new one in
 ``results.jsonl`` the moment it ends.
 """
 
@@ -22,10 +22,10 @@ from skimage import io
 import gradleak
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
-from gradleak.eval import backends
-from gradleak.eval.grid import Run, seeded_attack
+from gradleak.eval.sweep import backends
+from gradleak.eval.sweep.plan import Run, seeded_attack
 from gradleak.eval.metrics import Scores, score
-from gradleak.eval.runner import Outcome, run_tasks
+from gradleak.eval.sweep.tasks import Outcome, run_tasks
 from gradleak.defenses.secagg.messages import ProtocolAbort
 from gradleak.scenario import build_round
 from gradleak.servers import build_server
@@ -144,5 +144,5 @@ def save_images(out: Path, key: str, truth: Truth, reconstruction: Reconstructio
 def run_grid(runs: Sequence[Run], out: str | Path, workers: int = 1, backend: str = "process",
              address: str | None = None) -> Outcome:
     """Execute the runs not yet in ``out/results.jsonl``, appending each record as it finishes,
-    on ``backend`` (:data:`~gradleak.eval.backends.BACKENDS`; ``address``: a Ray cluster)."""
+    on ``backend`` (:data:`~gradleak.eval.sweep.backends.BACKENDS`; ``address``: a Ray cluster)."""
     return run_tasks(runs, Path(out) / RESULTS, execute, workers, backend=backends.backend(backend, address))

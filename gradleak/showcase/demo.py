@@ -34,11 +34,11 @@ from pathlib import Path
 from gradleak.attacks import ATTACKS
 from gradleak.defenses import DEFENSES
 from gradleak.errors import GradleakError
-from gradleak.eval.costs import CostPoint, measure
-from gradleak.eval.grid import Run, parse_config, plan
-from gradleak.eval.harness import RESULTS, execute
+from gradleak.eval.secagg_costs import CostPoint, measure
+from gradleak.eval.sweep.plan import Run, parse_config, plan
+from gradleak.eval.sweep.execute import RESULTS, execute
 from gradleak.eval.report import load_results, write_report
-from gradleak.eval.runner import run_tasks
+from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.eval.utility import UtilityConfig, UtilityRun, plan_utility, train_federated
 from gradleak.models import build

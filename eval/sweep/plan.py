@@ -43,7 +43,7 @@ from typing import Annotated, Any, Iterable, Mapping
 from gradleak.attacks import ATTACKS, build_attack
 from gradleak.defenses import DefenseStack, build_stack
 from gradleak.errors import GradleakError
-from gradleak.eval.results import run_key
+from gradleak.eval.store import run_key
 from gradleak.eval.summary import SUCCESS_DB
 from gradleak.models import build
 from gradleak.scenario import Scenario, client_indices, scenario_dataset
