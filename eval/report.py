@@ -1,10 +1,12 @@
 """Reports from result records: ``report.md`` and a self-contained ``report.html``.
 
-The records may mix three kinds, each from its own producer:
+The records may mix these kinds, each from its own producer:
 
 - ``attack``  (``gradleak evaluate``, the demo): one attack on one defended round;
 - ``utility`` (``gradleak utility``): the test accuracy FedAvg reaches under a defense;
-- ``secagg``  (the secure-aggregation cost sweep): bytes and seconds for n clients.
+- ``secagg``  (the secure-aggregation cost sweep): bytes and seconds for n clients;
+- ``audit``, ``property`` (``gradleak audit --out``, ``gradleak property --out``): empirical ε
+  beside the accountant's, and property-inference AUC.
 
 The report shows what is there and says plainly what is not: the summary table, an image grid
 per attack (the truth in the first row, then one row per defense), privacy–utility plots (attack
@@ -34,7 +36,7 @@ from skimage import io as skio
 import gradleak
 from gradleak.eval.store import read_records
 from gradleak.eval.summary import (
-    SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Group, Stat, defense_verdicts, group_runs, markdown_table, number,
+    SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Stat, defense_verdicts, group_runs, markdown_table, number,
     table_rows, verdict_rows,
 )
 
@@ -348,6 +350,66 @@ def secagg_section(records: list[dict[str, Any]]) -> Section:
 # --- writing -----------------------------------------------------------------------------
 
 
+# --- beyond one image: audits and property inference --------------------------------------
+
+AUDIT_COLUMNS = ("defense", "level", "ε accountant", "ε lower", "ε lower (one run)", "AUC", "advantage", "releases")
+PROPERTY_COLUMNS = ("dataset", "defense", "cohort", "AUC", "interval", "held-out releases")
+
+
+def _fmt(value: Any, digits: str = ".3g") -> str:
+    return "–" if value is None or math.isnan(number(value)) else format(number(value), digits)
+
+
+def leakage_section(audits: list[dict[str, Any]], properties: list[dict[str, Any]]) -> Section:
+    """Empirical ε beside the accountant's (``gradleak audit --out``) and property-inference AUC
+    (``gradleak property --out``): what a defense promises about membership, measured."""
+    section = Section("Membership, properties and empirical ε")
+    if not audits and not properties:
+        section.text = ("No audit or property-inference records in these results (run `gradleak audit --out DIR` "
+                        "or `gradleak property --out DIR` into the same folder).")
+        return section
+    parts = []
+    if audits:
+        rows = [(r["label"]["defense"], r["level"], _fmt(r["epsilon_accountant"]),
+                 f"{_fmt(r['epsilon_lower'])} ({r['confidence']:g})", _fmt(r.get("one_run_epsilon_lower")),
+                 _fmt(r["auc"]), _fmt(r["advantage"]), str(r["trials"])) for r in audits]
+        parts.append("Audits: an empirical lower bound on ε from a membership attack's true and false positive "
+                     "rates (Clopper–Pearson, confidence in brackets), beside the accountant's ε. A bound above "
+                     "the accountant's ε means the mechanism is not what its accountant assumes.\n\n"
+                     + markdown_table(rows, AUDIT_COLUMNS))
+        figure = audit_figure(audits)
+        if figure is not None:
+            section.figures.append(("epsilon-audit.png", "Empirical ε lower bound against the accountant's ε", _png(figure)))
+    if properties:
+        rows = [(r["dataset"], r["label"]["defense"], str(r["cohort"]), _fmt(r["auc"]),
+                 f"{_fmt(r['auc_low'])}–{_fmt(r['auc_high'])}", str(r["trials"])) for r in properties]
+        parts.append("Property inference (Melis et al. 2019): ROC AUC of telling from a release whether a client's "
+                     "data carry the property (0.5: no better than chance).\n\n" + markdown_table(rows, PROPERTY_COLUMNS))
+    section.text = "\n\n".join(parts)
+    return section
+
+
+def audit_figure(audits: list[dict[str, Any]]) -> Figure | None:
+    """ε lower against ε accountant for the DP audits, with the line a correct mechanism stays under."""
+    points = [(number(r["epsilon_accountant"]), number(r["epsilon_lower"]), r["label"]["defense"]) for r in audits
+              if math.isfinite(number(r["epsilon_accountant"]))]
+    if not points:
+        return None
+    figure = Figure(figsize=(4.2, 3.4))
+    axis = figure.subplots()
+    top = max(max(x for x, _, _ in points), max(y for _, y, _ in points)) * 1.1
+    axis.plot([0, top], [0, top], linestyle="--", color="grey", label="ε lower = ε accountant")
+    for x, y, name in points:
+        axis.scatter([x], [y], label=name, s=18)
+    axis.set_xlim(0, top)
+    axis.set_ylim(0, top)
+    axis.set_xlabel("ε accountant")
+    axis.set_ylabel("ε lower (empirical)")
+    axis.legend(fontsize=6)
+    axis.grid(alpha=0.3)
+    return figure
+
+
 def build_sections(records: list[dict[str, Any]], threshold_db: float = SUCCESS_DB) -> list[Section]:
     attacks = _by_kind(records, "attack")
     sections = [attack_section(attacks, threshold_db)]
@@ -355,6 +417,7 @@ def build_sections(records: list[dict[str, Any]], threshold_db: float = SUCCESS_
         sections.append(grid_section(attacks))
     sections.append(privacy_section(attacks, _by_kind(records, "utility"), threshold_db))
     sections.append(secagg_section(_by_kind(records, "secagg")))
+    sections.append(leakage_section(_by_kind(records, "audit"), _by_kind(records, "property")))
     return sections
 
 

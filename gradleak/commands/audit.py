@@ -12,8 +12,9 @@ import argparse
 import json
 from dataclasses import fields
 
-from gradleak.commands.options import field_type
+from gradleak.commands.options import field_type, out_dir
 from gradleak.eval.audit import AuditConfig, audit
+from gradleak.eval.measures import measure_once
 from gradleak.eval.metrics import jsonable
 
 OPTIONS = ("level", "dataset", "model", "examples", "cohort", "trials", "canaries", "guesses", "canary_norm", "confidence", "seed")
@@ -34,12 +35,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         kwargs = {"choices": ("auto", "example", "client")} if name == "level" else {"type": field_type(AuditConfig, name)}
         parser.add_argument(flag, default=defaults[name], **kwargs, help=f"default {defaults[name]}")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", type=out_dir, metavar="DIR",
+                        help="also append the result to DIR/results.jsonl for `gradleak report` (reused if already there)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = AuditConfig(**{name: getattr(args, name) for name in OPTIONS})
-    result = audit(args.defense, config).to_dict()
+    if args.out:
+        result = measure_once(args.out, "audit", args.defense, config, lambda: audit(args.defense, config).to_dict())
+    else:
+        result = audit(args.defense, config).to_dict()
     if args.json:
         print(json.dumps(jsonable(result)))
         return 0

@@ -13,7 +13,8 @@ import json
 from dataclasses import fields
 
 from gradleak.attacks.property import PropertyConfig, property_inference
-from gradleak.commands.options import field_type
+from gradleak.commands.options import field_type, out_dir
+from gradleak.eval.measures import measure_once
 from gradleak.eval.metrics import jsonable
 
 OPTIONS = ("dataset", "model", "batch", "carriers", "tag", "cohort", "defense", "shadows", "trials", "trees", "seed")
@@ -31,11 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         kwargs = {"choices": ("digits", "faces")} if name == "dataset" else ({} if name in ("model", "defense") else {"type": field_type(PropertyConfig, name)})
         parser.add_argument("--" + name, default=defaults[name], **kwargs, help=f"default {defaults[name]}")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--out", type=out_dir, metavar="DIR",
+                        help="also append the result to DIR/results.jsonl for `gradleak report` (reused if already there)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = property_inference(PropertyConfig(**{name: getattr(args, name) for name in OPTIONS})).to_dict()
+    config = PropertyConfig(**{name: getattr(args, name) for name in OPTIONS})
+    if args.out:
+        result = measure_once(args.out, "property", config.defense, config, lambda: property_inference(config).to_dict())
+    else:
+        result = property_inference(config).to_dict()
     if args.json:
         print(json.dumps(jsonable(result)))
         return 0
