@@ -1,4 +1,4 @@
-"""Server behaviours, as specs: ``honest`` (the default), ``inconsistent:target=0``, ``imprint:bins=128``."""
+"""Server behaviours, as specs: ``honest`` (the default), ``inconsistent:target=0``, ``imprint:bins=128``, ``trap``."""
 
 from __future__ import annotations
 
@@ -8,3 +8,4 @@ __all__ = ["SERVERS", "Server", "ServerContext", "build_server", "model_digest",
 
 # Importing a server kind registers it.
 from gradleak.servers import inconsistent  # noqa: E402,F401
+from gradleak.servers import imprint  # noqa: E402,F401
