@@ -9,3 +9,4 @@ __all__ = ["SERVERS", "Server", "ServerContext", "build_server", "model_digest",
 # Importing a server kind registers it.
 from gradleak.servers import inconsistent  # noqa: E402,F401
 from gradleak.servers import imprint  # noqa: E402,F401
+from gradleak.servers import trap  # noqa: E402,F401
