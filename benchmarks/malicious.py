@@ -23,7 +23,7 @@ ROWS = [  # dataset, model, server, defenses, clients, images per client
     ("digits", "lenet-zhu", "imprint:bins=128", [], 1, 64),
     ("faces", "lenet-zhu", "imprint:bins=128", [], 1, 64),
     ("digits", "lenet-zhu", "imprint:bins=128", ["secagg"], 8, 8),
-    ("digits", "lenet-zhu", "imprint:bins=16,one_shot=true,aggregate=1024", ["secagg"], 32, 32),
+    ("digits", "lenet-zhu", "imprint:bins=16,one_shot=true,aggregate=1024,statistic=random,reach=2", ["secagg"], 32, 32),
     ("digits", WIDE_RELU, "trap:scale=0.9", [], 1, 64),
     ("faces", WIDE_RELU, "trap:scale=0.95", [], 1, 64),
 ]
