@@ -83,6 +83,14 @@ def test_imprint_reads_the_secure_aggregate_of_4_clients():
     assert total == 16 and exact >= 9
 
 
+def test_one_shot_bins_catch_single_images_in_an_aggregate_of_256():
+    # 16 bins of mass 1/256: each holds exactly one image with probability ~1/e; equal-mass bins hold ~16.
+    batch = dict(batch_size=64, cohort_size=4, defenses=["secagg:seed=1"])
+    exact, total = exact_images("imprint:bins=16,one_shot=true,aggregate=256,statistic=random", "lenet-zhu", **batch)
+    spread, _ = exact_images("imprint:bins=16,statistic=random", "lenet-zhu", **batch)
+    assert total == 256 and exact >= 2 and spread == 0, (exact, spread)
+
+
 def test_imprint_plants_an_ascending_block_and_declares_it():
     round_ = build_round(Scenario(dataset="digits", model="mlp", batch_size=2), server=build_server("imprint:bins=32"))
     bins = torch.tensor(round_.view.secrets["bins"])
