@@ -25,7 +25,7 @@ from torch import nn
 from gradleak.errors import GradleakError
 from gradleak.gradients import loss_fn
 from gradleak.servers.base import Server, ServerContext, private_copy, register
-from gradleak.spec import Range
+from gradleak.spec import Range, Seed
 
 # The block's rows read h scaled down this much, so its contribution to the model's input is tiny
 # while its gradient (set by the back layer) stays large.
@@ -34,9 +34,9 @@ ROW_SCALE = 1e-6
 
 @dataclass(frozen=True)
 class ImprintConfig:
-    bins: Annotated[int, Range(1, 65_536)] = 128  # k rows of the block (paper: 128 on ImageNet)
+    bins: Annotated[int, Range(1, 65_536)] = 128  # k rows, one cumulative bin each
     statistic: Literal["brightness", "random"] = "brightness"  # h = mean pixel, or a random direction
-    seed: Annotated[int, Range(0, 2**63 - 1)] = 0  # the random direction
+    seed: Seed = 0  # the random direction
     one_shot: bool = False  # bins of mass 1/aggregate around the median (paper Sec. 4)
     aggregate: Annotated[int, Range(2, 10**7)] = 1024  # one-shot: images the server expects in the aggregate
     reach: Annotated[float, Range(0, None, low_open=True)] = 1.0  # the block's typical largest gradient entry (secagg clips at 8)
@@ -48,7 +48,6 @@ class ImprintBlock(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], a: torch.Tensor, q: torch.Tensor, gain: float) -> None:
         super().__init__()
         features, bins = math.prod(input_shape), len(q)
-        self.input_shape = tuple(input_shape)
         self.rows = nn.Linear(features, bins)
         self.back = nn.Linear(bins, features)
         with torch.no_grad():
@@ -103,9 +102,10 @@ def block_gain(model: nn.Module, public: torch.Tensor, num_classes: int, reach: 
     """The back layer's weight v making the rows' largest gradient entry, |delta_n| max|x_n| with
     delta_n = v sum_j dL/dx_{n,j}, about ``reach`` on public data with random labels (secure
     aggregation clips it; its rounding step is the floor it must stand above)."""
+    probe = private_copy(model)  # a train-mode forward would move the sent model's BatchNorm statistics
     x = public[:256].detach().clone().requires_grad_(True)
     y = torch.randint(0, num_classes, (len(x),), generator=torch.Generator().manual_seed(0)).to(x.device)
-    (g,) = torch.autograd.grad(loss_fn(model(x), y) * len(x), [x])  # per-example input gradients
+    (g,) = torch.autograd.grad(loss_fn(probe(x), y) * len(x), [x])  # per-example input gradients
     sizes = g.flatten(1).sum(1).abs() * x.detach().flatten(1).abs().amax(1)
     typical = float(torch.quantile(sizes.double(), 0.9))
     if not typical > 0:
