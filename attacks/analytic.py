@@ -64,14 +64,16 @@ def agreeing(candidates: torch.Tensor, strength: torch.Tensor, plausible: torch.
     """
     order = torch.argsort(strength, descending=True).tolist()
     groups: list[list[int]] = []
+    heads = candidates.new_empty(candidates.shape)  # the groups' first rows, in group order
+    reach = candidates.new_empty(len(candidates))  # tolerance * |head|
     for row in order:
         x = candidates[row]
-        for group in groups:
-            head = candidates[group[0]]
-            if float((x - head).norm()) <= tolerance * float(head.norm().clamp_min(1e-12)):
-                group.append(row)
-                break
+        close = ((heads[: len(groups)] - x).norm(dim=1) <= reach[: len(groups)]).nonzero()
+        if len(close):
+            groups[int(close[0])].append(row)
         else:
+            heads[len(groups)] = x
+            reach[len(groups)] = tolerance * x.norm().clamp_min(1e-12)
             groups.append([row])
     groups.sort(key=lambda g: (len(g) > 1, bool(plausible[g[0]])), reverse=True)  # stable: strongest first within a rank
     return [(g[0], len(g)) for g in groups]

@@ -1,4 +1,4 @@
-"""Server behaviours, as specs: ``honest`` (the default), ``inconsistent:target=0``, ``imprint:bins=128``."""
+"""Server behaviours, as specs: ``honest`` (the default), ``inconsistent:target=0``, ``imprint:bins=128``, ``trap``."""
 
 from __future__ import annotations
 

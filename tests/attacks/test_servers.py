@@ -61,3 +61,57 @@ def test_an_impossible_target_or_model_is_refused():
         run_round(build("mlp", (1, 8, 8), 3, seed=0), NORM, cohort(4), 3, server=build_server("inconsistent:target=9"))
     with pytest.raises(GradleakError, match="unknown server"):
         build_server("evil")
+
+
+def exact_images(spec, model, batch_size=16, cohort_size=1, defenses=(), dataset="digits"):
+    """How many victim images the analytic attack gets back at >= 60 dB, and how many there are."""
+    scenario = Scenario(dataset=dataset, model=model, batch_size=batch_size, cohort_size=cohort_size)
+    round_ = build_round(scenario, build_stack(list(defenses)), server=build_server(spec))
+    scores = score(build_attack("analytic").reconstruct(round_.view), round_.truth)
+    return sum(p >= 60 for p in scores.psnr), len(scores.psnr)
+
+
+def test_imprint_bins_give_back_most_of_a_batch_where_the_honest_server_gets_none():
+    # 16 images in 64 equal-mass bins: each alone with probability (63/64)^15 = 0.79.
+    exact, total = exact_images("imprint:bins=64", "mlp")
+    honest, _ = exact_images("honest", "mlp")
+    assert exact >= 9 and honest <= 2, (exact, honest, total)
+
+
+def test_imprint_reads_the_secure_aggregate_of_4_clients():
+    exact, total = exact_images("imprint:bins=64", "lenet-zhu", batch_size=4, cohort_size=4, defenses=["secagg:seed=1"])
+    assert total == 16 and exact >= 9
+
+
+def test_one_shot_bins_catch_single_images_in_an_aggregate_of_256():
+    # 16 bins of mass 1/256: each holds exactly one image with probability ~1/e; equal-mass bins hold ~16.
+    batch = dict(batch_size=64, cohort_size=4, defenses=["secagg:seed=1"])
+    exact, total = exact_images("imprint:bins=16,one_shot=true,aggregate=256,statistic=random", "lenet-zhu", **batch)
+    spread, _ = exact_images("imprint:bins=16,statistic=random", "lenet-zhu", **batch)
+    assert total == 256 and exact >= 2 and spread == 0, (exact, spread)
+
+
+def test_imprint_plants_an_ascending_block_and_declares_it():
+    round_ = build_round(Scenario(dataset="digits", model="mlp", batch_size=2), server=build_server("imprint:bins=32"))
+    bins = torch.tensor(round_.view.secrets["bins"])
+    rows = dict(round_.view.model.named_modules())[round_.view.secrets["layer"]]
+    assert len(bins) == 32 and bool((bins[1:] > bins[:-1]).all())
+    assert torch.allclose(-rows.bias / rows.weight[:, 0] / rows.in_features, bins, rtol=1e-4)
+
+
+def test_trap_weights_beat_the_honest_server_on_the_same_relu_layer():
+    model = "mlp:activation=relu,hidden=1024/64"
+    exact, total = exact_images("trap:scale=0.9", model, batch_size=32)
+    honest, _ = exact_images("honest", model, batch_size=32)
+    assert exact >= 14 and honest <= exact / 2, (exact, honest, total)
+
+
+@pytest.mark.parametrize("spec, model, message", [
+    ("imprint:bins=0", "mlp", "bins"),
+    ("imprint:bins=8,one_shot=true,aggregate=8", "mlp", "fewer bins"),
+    ("trap", "lenet-zhu", "linear on the pixels"),
+    ("trap", "mlp", "ReLU after the first layer"),
+])
+def test_impossible_imprint_or_trap_specs_are_refused(spec, model, message):
+    with pytest.raises(GradleakError, match=message):
+        build_round(Scenario(dataset="digits", model=model, batch_size=2), server=build_server(spec))
