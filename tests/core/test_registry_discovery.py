@@ -33,4 +33,4 @@ def test_a_new_module_in_a_package_is_found_and_registers(tmp_path, monkeypatch)
 def test_every_shipped_kind_is_registered_without_being_imported_by_name():
     assert {"dlg", "idlg", "ig", "rgap", "analytic", "fedavg", "gradinversion"} <= set(ATTACKS.names())
     assert {"secagg", "dp-sgd", "dp-fedavg", "dp-distributed", "prune", "quantize", "soteria"} <= set(DEFENSES.names())
-    assert {"honest", "inconsistent"} <= set(SERVERS.names())
+    assert {"honest", "inconsistent", "imprint", "trap"} <= set(SERVERS.names())
