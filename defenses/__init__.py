@@ -68,5 +68,5 @@ def build_stack(specs: Iterable[str]) -> DefenseStack:
 
 
 # Importing a mechanism registers it.
-from gradleak.defenses import dp_distributed, dp_fedavg, dp_sgd, pruning, quantization, soteria  # noqa: E402,F401
+from gradleak.defenses import dp_distributed, dp_fedavg, dp_sgd, pruning, quantization, soteria, vet  # noqa: E402,F401
 from gradleak.defenses.secagg import aggregator as _secagg  # noqa: E402,F401  (registers "secagg")

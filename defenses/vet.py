@@ -1,0 +1,121 @@
+"""``vet``: the client checks the model it received before training on it.
+
+SEER (Garov, Dimitrov, Jovanović, Vechev, ICLR 2024) argues that every earlier malicious-server
+attack leaves a signature a client can see in the model itself. All of them make a linear layer
+y = Wx + b isolate single examples, so that x_n = (dL/dW_i) / (dL/db_i) for a row i that only
+example n activates (Phong et al. 2017). ``vet`` refuses a model showing:
+
+(a) another architecture than the declared one (module tree or parameter shapes): an inserted
+    imprint block (Fowl et al., ICLR 2022);
+(b) a layer whose rows are copies of one direction with spread biases: the imprint signature,
+    k rows measuring the same statistic <a, x> with biases at its quantiles;
+(c) a parameter the client's batch gives (almost) no gradient: a dead layer that zeroes the
+    update, as model inconsistency sends every non-target client (Pasquini et al., CCS 2022);
+(d) a first layer most of whose rows the client's batch activates for at most one example in
+    eight: trap weights (Boenisch et al., EuroS&P 2023), judged on batches of ``min_examples``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Annotated
+
+import torch
+from torch import nn
+
+from gradleak.defenses import register
+from gradleak.defenses.base import Defense
+from gradleak.spec import Range
+
+MIN_ROW_LENGTH = 8  # rows shorter than this can be collinear by chance (a 1x1 conv on 2 channels)
+
+
+@dataclass(frozen=True)
+class VetConfig:
+    collinear: Annotated[float, Range(0, 1, low_open=True)] = 0.999  # |cos| to a layer's main direction that makes a row a copy
+    copies: Annotated[float, Range(0, 1, low_open=True)] = 0.5  # share of a layer's rows that are copies: the imprint signature
+    min_rows: Annotated[int, Range(2, None)] = 4  # layers with fewer rows are not judged for copies
+    dead: Annotated[float, Range(0, 1)] = 1e-9  # a parameter's gradient norm below this times the largest one's is none
+    rare: Annotated[float, Range(0, 1, low_open=True)] = 0.45  # share of first-layer rows firing for <= 1 example in 8: traps (honest <= 0.33, docs/lab/vet.md)
+    min_examples: Annotated[int, Range(2, None)] = 8  # batches smaller than this are not judged for traps
+
+
+def architecture(model: nn.Module) -> list[tuple[str, str]]:
+    """The module tree and parameter shapes, by name: what the server declares and cannot change."""
+    modules = [(name, type(m).__name__) for name, m in model.named_modules()]
+    shapes = [(name, str(tuple(t.shape))) for name, t in (*model.named_parameters(), *model.named_buffers())]
+    return modules + shapes
+
+
+def rows_of(layer: nn.Module) -> torch.Tensor:
+    return layer.weight.detach().reshape(layer.weight.shape[0], -1).to(torch.float64)
+
+
+@register
+class Vet(Defense):
+    """SEER-style (Garov et al., ICLR 2024) client-side checks of the received model."""
+
+    name = "vet"
+    stage = "receive"
+    Config = VetConfig
+
+    def on_receive(self, received: nn.Module, declared: nn.Module, public_x: torch.Tensor) -> str | None:
+        return (
+            self.changed_architecture(received, declared)
+            or self.copied_rows(received)
+            or self.dead_or_trapped(received, public_x)
+        )
+
+    def changed_architecture(self, received: nn.Module, declared: nn.Module) -> str | None:
+        got, want = architecture(received), architecture(declared)
+        if got == want:
+            return None
+        first = next((g for g, w in zip(got, want) if g != w), got[len(want)] if len(got) > len(want) else want[len(got)])
+        return f"architecture differs from the declared one (first at {first[0] or 'the root'}: {first[1]})"
+
+    def copied_rows(self, received: nn.Module) -> str | None:
+        for name, layer in received.named_modules():
+            if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+                continue
+            rows = rows_of(layer)
+            norms = rows.norm(dim=1)
+            live = norms > 0
+            if int(live.sum()) < self.config.min_rows or rows.shape[1] < MIN_ROW_LENGTH:
+                continue
+            unit = rows[live] / norms[live, None]
+            direction = torch.linalg.svd(unit, full_matrices=False).Vh[0]
+            copies = (unit @ direction).abs() >= self.config.collinear
+            if float(copies.double().mean()) < self.config.copies or int(copies.sum()) < self.config.min_rows:
+                continue
+            bias = layer.bias
+            if bias is not None and len(torch.unique(bias.detach()[live][copies])) > 1:
+                share = float(copies.double().mean())
+                return f"layer {name}: {share:.0%} of its rows copy one direction with spread biases (an imprint block)"
+        return None
+
+    def dead_or_trapped(self, received: nn.Module, x: torch.Tensor) -> str | None:
+        model = copy.deepcopy(received).eval()  # eval: the check leaves batch-norm statistics alone
+        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+        seen: list[torch.Tensor] = []
+        hook = first.register_forward_hook(lambda _m, _i, out: seen.append(out.detach())) if first else None
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        with torch.enable_grad():
+            logits = model(x)
+            # a fixed random read-out reaches every live parameter, whatever the labels or confidence
+            probe = torch.randn(logits.shape[1:], generator=torch.Generator().manual_seed(0)).to(logits)
+            grads = torch.autograd.grad((logits * probe).sum(), [p for _, p in params], allow_unused=True)
+        if hook is not None:
+            hook.remove()
+        norms = [0.0 if g is None else float(g.detach().double().norm()) for g in grads]
+        largest = max(norms, default=0.0)
+        for (name, _), norm in zip(params, norms):
+            if norm <= self.config.dead * largest:
+                return f"parameter {name} gets no gradient on the client's batch (a dead layer zeroes the update)"
+        if seen and len(x) >= self.config.min_examples:
+            out = seen[0]
+            fired = (out > 0).flatten(2).any(2) if out.dim() > 2 else out > 0
+            rare = float((fired.sum(0) <= max(1, len(x) // 8)).double().mean())
+            if rare >= self.config.rare:
+                return f"{rare:.0%} of the first layer's rows fire for at most one in eight of {len(x)} examples (trap weights)"
+        return None
