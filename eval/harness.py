@@ -65,6 +65,7 @@ def execute(run: Run) -> dict[str, Any]:
             "cohort_size": round_.view.cohort_size,
             "aggregate": round_.view.aggregate,
             "defenses": list(round_.view.defenses),
+            "refused": {str(k): why for k, why in round_.refused.items()},
         },
         "cost": {
             **{k: float(v) for k, v in round_.cost.items()},

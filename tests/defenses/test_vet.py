@@ -1,11 +1,13 @@
 """Client-side vetting: it refuses the inconsistent, imprint and trap models and never an honest one."""
 
 import copy
+import json
 
 import pytest
 import torch
 from torch import nn
 
+from gradleak.cli import main
 from gradleak.data import load_dataset
 from gradleak.defenses import build_defense, build_stack
 from gradleak.errors import GradleakError
@@ -60,6 +62,16 @@ def test_a_refusing_client_is_left_out_of_the_secure_aggregate():
     assert round_.truth.client_ids == (0, 1, 2)
     for got, want in zip(round_.view.update, survivors.view.update):
         assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_the_attack_commands_json_and_error_name_the_refusing_clients(capsys, tmp_path):
+    argv = ["--quiet", "attack", "--attack", "idlg:iterations=2", "--dataset", "faces", "--model", "mlp", "--cohort-size", "4",
+            "--server", "inconsistent:target=0", "--device", "cpu", "--out", str(tmp_path), "--json"]
+    assert main([*argv, "--defense", "vet"]) == 0
+    refused = json.loads(capsys.readouterr().out)["refused"]
+    assert sorted(refused) == ["1", "2", "3"] and all(why.startswith("vet: ") for why in refused.values())
+    assert main([*argv, "--defense", "vet", "--defense", "secagg"]) == 2
+    assert "3 of 4 clients refused" in capsys.readouterr().err
 
 
 def imprint_block(public, bins):
