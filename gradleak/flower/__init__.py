@@ -13,7 +13,7 @@ except ImportError:
     raise GradleakError(f"gradleak.flower needs Flower, which is not installed: {FLOWER_EXTRA}") from None
 
 from gradleak.flower.grid import InProcessGrid  # noqa: E402
-from gradleak.flower.mods import defense_mod  # noqa: E402
+from gradleak.flower.mods import defense_mod, vet_mod  # noqa: E402
 from gradleak.flower.strategy import CuriousFedAvg, CuriousLegacyFedAvg, CuriousServer  # noqa: E402
 
-__all__ = ["CuriousFedAvg", "CuriousLegacyFedAvg", "CuriousServer", "InProcessGrid", "defense_mod"]
+__all__ = ["CuriousFedAvg", "CuriousLegacyFedAvg", "CuriousServer", "InProcessGrid", "defense_mod", "vet_mod"]
