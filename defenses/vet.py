@@ -48,8 +48,47 @@ def architecture(model: nn.Module) -> list[tuple[str, str]]:
     return modules + shapes
 
 
-def rows_of(layer: nn.Module) -> torch.Tensor:
-    return layer.weight.detach().reshape(layer.weight.shape[0], -1).float()
+def copy_share(layer: nn.Module, collinear: float, min_rows: int) -> float:
+    """The share of a layer's rows in its largest group parallel to one direction (|cos| >=
+    ``collinear``) whose biases differ; 0 for layers too small to judge or copies of one bias."""
+    rows = layer.weight.detach().reshape(layer.weight.shape[0], -1).float()
+    norms = rows.norm(dim=1)
+    live = norms > 0
+    if int(live.sum()) < min_rows or rows.shape[1] < MIN_ROW_LENGTH:
+        return 0.0
+    unit = rows[live] / norms[live, None]
+    cosines = (unit @ unit.T).abs()
+    # the largest group of rows parallel to one row (an SVD costs seconds on wide layers)
+    copies = cosines[(cosines >= collinear).sum(1).argmax()] >= collinear
+    if int(copies.sum()) < min_rows or layer.bias is None or len(torch.unique(layer.bias.detach()[live][copies])) < 2:
+        return 0.0
+    return float(copies.double().mean())
+
+
+def probe(received: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, float]], torch.Tensor | None]:
+    """Each trainable parameter's gradient norm relative to the largest, under a fixed random
+    read-out of the logits on ``x``, and the first linear or convolutional layer's output."""
+    model = copy.deepcopy(received).eval()  # eval: the check leaves batch-norm statistics alone
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_hook(lambda _m, _i, out: seen.append(out.detach())) if first else None
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    with torch.enable_grad():
+        logits = model(x)
+        # a random read-out reaches every live parameter, whatever the labels or the confidence
+        readout = torch.randn(logits.shape[1:], generator=torch.Generator().manual_seed(0)).to(logits)
+        grads = torch.autograd.grad((logits * readout).sum(), [p for _, p in params], allow_unused=True)
+    if hook is not None:
+        hook.remove()
+    norms = [0.0 if g is None else float(g.detach().double().norm()) for g in grads]
+    largest = max(norms, default=0.0) or 1.0
+    return [(name, norm / largest) for (name, _), norm in zip(params, norms)], (seen[0] if seen else None)
+
+
+def rare_share(first_out: torch.Tensor) -> float:
+    """The share of first-layer rows (channels) that fire for at most one in eight examples."""
+    fired = (first_out > 0).flatten(2).any(2) if first_out.dim() > 2 else first_out > 0
+    return float((fired.sum(0) <= max(1, len(first_out) // 8)).double().mean())
 
 
 @register
@@ -76,47 +115,19 @@ class Vet(Defense):
 
     def copied_rows(self, received: nn.Module) -> str | None:
         for name, layer in received.named_modules():
-            if not isinstance(layer, (nn.Linear, nn.Conv2d)):
-                continue
-            rows = rows_of(layer)
-            norms = rows.norm(dim=1)
-            live = norms > 0
-            if int(live.sum()) < self.config.min_rows or rows.shape[1] < MIN_ROW_LENGTH:
-                continue
-            unit = rows[live] / norms[live, None]
-            cosines = (unit @ unit.T).abs()
-            # the largest group of rows parallel to one row (an SVD costs seconds on wide layers)
-            copies = cosines[(cosines >= self.config.collinear).sum(1).argmax()] >= self.config.collinear
-            if float(copies.double().mean()) < self.config.copies or int(copies.sum()) < self.config.min_rows:
-                continue
-            bias = layer.bias
-            if bias is not None and len(torch.unique(bias.detach()[live][copies])) > 1:
-                share = float(copies.double().mean())
-                return f"layer {name}: {share:.0%} of its rows copy one direction with spread biases (an imprint block)"
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                share = copy_share(layer, self.config.collinear, self.config.min_rows)
+                if share >= self.config.copies:
+                    return f"layer {name}: {share:.0%} of its rows copy one direction with spread biases (an imprint block)"
         return None
 
     def dead_or_trapped(self, received: nn.Module, x: torch.Tensor) -> str | None:
-        model = copy.deepcopy(received).eval()  # eval: the check leaves batch-norm statistics alone
-        first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
-        seen: list[torch.Tensor] = []
-        hook = first.register_forward_hook(lambda _m, _i, out: seen.append(out.detach())) if first else None
-        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        with torch.enable_grad():
-            logits = model(x)
-            # a fixed random read-out reaches every live parameter, whatever the labels or confidence
-            probe = torch.randn(logits.shape[1:], generator=torch.Generator().manual_seed(0)).to(logits)
-            grads = torch.autograd.grad((logits * probe).sum(), [p for _, p in params], allow_unused=True)
-        if hook is not None:
-            hook.remove()
-        norms = [0.0 if g is None else float(g.detach().double().norm()) for g in grads]
-        largest = max(norms, default=0.0)
-        for (name, _), norm in zip(params, norms):
-            if norm <= self.config.dead * largest:
+        ratios, first_out = probe(received, x)
+        for name, ratio in ratios:
+            if ratio <= self.config.dead:
                 return f"parameter {name} gets no gradient on the client's batch (a dead layer zeroes the update)"
-        if seen and len(x) >= self.config.min_examples:
-            out = seen[0]
-            fired = (out > 0).flatten(2).any(2) if out.dim() > 2 else out > 0
-            rare = float((fired.sum(0) <= max(1, len(x) // 8)).double().mean())
+        if first_out is not None and len(x) >= self.config.min_examples:
+            rare = rare_share(first_out)
             if rare >= self.config.rare:
                 return f"{rare:.0%} of the first layer's rows fire for at most one in eight of {len(x)} examples (trap weights)"
         return None
