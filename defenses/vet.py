@@ -9,7 +9,7 @@ example n activates (Phong et al. 2017). ``vet`` refuses a model showing:
     imprint block (Fowl et al., ICLR 2022);
 (b) a layer whose rows are copies of one direction with spread biases: the imprint signature,
     k rows measuring the same statistic <a, x> with biases at its quantiles;
-(c) a parameter the client's batch gives (almost) no gradient: a dead layer that zeroes the
+(c) a weight the client's batch gives (almost) no gradient: a dead layer that zeroes the
     update, as model inconsistency sends every non-target client (Pasquini et al., CCS 2022);
 (d) a first layer most of whose rows the client's batch activates for at most one example in
     eight: trap weights (Boenisch et al., EuroS&P 2023), judged on batches of ``min_examples``.
@@ -36,7 +36,7 @@ class VetConfig:
     collinear: Annotated[float, Range(0, 1, low_open=True)] = 0.999  # |cos| to a layer's main direction that makes a row a copy
     copies: Annotated[float, Range(0, 1, low_open=True)] = 0.5  # share of a layer's rows that are copies: the imprint signature
     min_rows: Annotated[int, Range(2, None)] = 4  # layers with fewer rows are not judged for copies
-    dead: Annotated[float, Range(0, 1)] = 1e-9  # a parameter's gradient norm below this times the largest one's is none
+    dead: Annotated[float, Range(0, 1)] = 1e-9  # a weight's gradient norm below this times the largest weight's is none
     rare: Annotated[float, Range(0, 1, low_open=True)] = 0.45  # share of first-layer rows firing for <= 1 example in 8: traps (honest <= 0.33, docs/lab/vet.md)
     min_examples: Annotated[int, Range(2, None)] = 8  # batches smaller than this are not judged for traps
 
@@ -66,13 +66,15 @@ def copy_share(layer: nn.Module, collinear: float, min_rows: int) -> float:
 
 
 def probe(received: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, float]], torch.Tensor | None]:
-    """Each trainable parameter's gradient norm relative to the largest, under a fixed random
-    read-out of the logits on ``x``, and the first linear or convolutional layer's output."""
+    """Each trainable weight's (matrix or kernel) gradient norm relative to the largest, under a
+    fixed random read-out of the logits on ``x``, and the first linear or convolutional layer's
+    output. Biases are left out: one before a per-channel norm (GroupNorm with one channel per
+    group) has no gradient in an honest model too."""
     model = copy.deepcopy(received).eval()  # eval: the check leaves batch-norm statistics alone
     first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
     seen: list[torch.Tensor] = []
     hook = first.register_forward_hook(lambda _m, _i, out: seen.append(out.detach())) if first else None
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     with torch.enable_grad():
         logits = model(x)
         # a random read-out reaches every live parameter, whatever the labels or the confidence
@@ -125,7 +127,7 @@ class Vet(Defense):
         ratios, first_out = probe(received, x)
         for name, ratio in ratios:
             if ratio <= self.config.dead:
-                return f"parameter {name} gets no gradient on the client's batch (a dead layer zeroes the update)"
+                return f"weight {name} gets no gradient on the client's batch (a dead layer zeroes the update)"
         if first_out is not None and len(x) >= self.config.min_examples:
             rare = rare_share(first_out)
             if rare >= self.config.rare:

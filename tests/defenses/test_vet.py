@@ -44,6 +44,14 @@ def test_every_non_target_client_refuses_the_inconsistent_servers_silenced_model
         run_round(model, NORM, cohort(8), 3, defenses=build_stack(["vet", "secagg:seed=1"]), server=server)
 
 
+@pytest.mark.parametrize("spec", ["convnet:width=8,norm=group", "resnet20"])
+def test_a_bias_an_honest_norm_layer_cancels_is_not_a_dead_layer(spec):
+    # GroupNorm with one channel per group removes the conv bias before it: its gradient is 0
+    model = build(spec, (3, 32, 32), 10, seed=0).double()
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert VET.on_receive(model, model, x) is None
+
+
 def test_a_refusing_client_is_left_out_of_the_secure_aggregate():
     model = build("mlp", (1, 8, 8), 3, seed=0)
     clients = cohort(4)
