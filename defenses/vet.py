@@ -37,7 +37,7 @@ class VetConfig:
     copies: Annotated[float, Range(0, 1, low_open=True)] = 0.5  # share of a layer's rows that are copies: the imprint signature
     min_rows: Annotated[int, Range(2, None)] = 4  # layers with fewer rows are not judged for copies
     dead: Annotated[float, Range(0, 1)] = 1e-9  # a weight's gradient norm below this times the largest weight's is none
-    rare: Annotated[float, Range(0, 1, low_open=True)] = 0.45  # share of first-layer rows firing for <= 1 example in 8: traps (honest <= 0.33, docs/lab/vet.md)
+    rare: Annotated[float, Range(0, 1, low_open=True)] = 0.45  # share of first-layer rows firing for <= 1 in 8 examples (honest <= 0.33)
     min_examples: Annotated[int, Range(2, None)] = 8  # batches smaller than this are not judged for traps
 
 

@@ -174,12 +174,12 @@ def run_round(
 ) -> Round:
     """Run one round and split it into what the server sees and the truth.
 
-    ``server`` (default honest) builds the model each client receives, and receive-stage defenses
-    (``vet``) let a client refuse it: it uploads nothing, and ``Round.refused`` says why; ``public`` are images in
-    [0, 1] that no client holds, which a malicious server may use to prepare its model. Under
-    plain aggregation the server sees each upload, so the view is client ``victim``'s update and
-    the truth its data. When the aggregation hides individual uploads (secure aggregation) the
-    view is only the aggregate, and the truth is the data of the clients in it
+    ``server`` (default honest) builds the model each client receives; a receive-stage defense
+    (``vet``) lets a client refuse it, and then the client uploads nothing (``Round.refused`` says
+    why). ``public`` are images in [0, 1] that no client holds, which a malicious server may use
+    to prepare its model. Under plain aggregation the server sees each upload, so the view is
+    client ``victim``'s update and the truth its data. When the aggregation hides individual
+    uploads (secure aggregation) the view is only the aggregate, and the truth is the data of the clients in it
     (``Aggregation.contributors``: all of them, or the survivors when some dropped out), unless
     the server aims at one ``target`` client, whose data is then the truth.
     """
@@ -259,6 +259,8 @@ def _require_enough(kept: list[int], refused: dict[int, str], clients: Sequence[
     secure = not isinstance(aggregator, PlainAggregation)
     if len(kept) < (2 if secure else 1):
         left = "none" if not kept else "only client " + str(clients[kept[0]].client_id)
-        raise GradleakError(f"the round cannot aggregate: {len(refused)} of {len(clients)} clients refused the model they received ({why}), {left} left")
+        raise GradleakError(
+            f"the round cannot aggregate: {len(refused)} of {len(clients)} clients refused the model they received ({why}), {left} left"
+        )
     if not secure and victim not in kept:
         raise GradleakError(f"victim {victim} refused the model it received, so it uploaded nothing ({why}); pick another victim")
