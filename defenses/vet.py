@@ -35,10 +35,10 @@ MIN_ROW_LENGTH = 8  # rows shorter than this can be collinear by chance (a 1x1 c
 class VetConfig:
     collinear: Annotated[float, Range(0, 1, low_open=True)] = 0.999  # |cos| to a layer's main direction that makes a row a copy
     copies: Annotated[float, Range(0, 1, low_open=True)] = 0.5  # share of a layer's rows that are copies: the imprint signature
-    min_rows: Annotated[int, Range(2, None)] = 4  # layers with fewer rows are not judged for copies
+    min_rows: Annotated[int, Range(2, 10**6)] = 4  # layers with fewer rows are not judged for copies
     dead: Annotated[float, Range(0, 1)] = 1e-9  # a weight's gradient norm below this times the largest weight's is none
     rare: Annotated[float, Range(0, 1, low_open=True)] = 0.45  # share of first-layer rows firing for <= 1 in 8 examples (honest <= 0.33)
-    min_examples: Annotated[int, Range(2, None)] = 8  # batches smaller than this are not judged for traps
+    min_examples: Annotated[int, Range(2, 10**6)] = 8  # batches smaller than this are not judged for traps
 
 
 def architecture(model: nn.Module) -> list[tuple[str, str]]:
