@@ -82,9 +82,11 @@ class Client:
 
     def receive(self, received: nn.Module, declared: nn.Module, normalization: Normalization, defenses: DefenseStack) -> str | None:
         """Run the receive-stage checks on the model the server sent: why the client refuses it, or None."""
-        device = next(received.parameters()).device
-        x = normalization.normalize(self.images.to(device))
-        for defense in defenses.at("receive"):
+        checks = defenses.at("receive")
+        if not checks:
+            return None
+        x = normalization.normalize(self.images.to(next(received.parameters()).device))
+        for defense in checks:
             reason = defense.on_receive(received, declared, x)
             if reason is not None:
                 return f"{defense.name}: {reason}"
