@@ -2,6 +2,8 @@
 
 A defense declares its ``stage``; a round applies a stack of defenses in stage order:
 
+``receive``      on the model a client received, before training: a check that may refuse it
+                 (vetting against the declared architecture); a refusing client uploads nothing;
 ``step``         inside local training, replacing each step's gradient (DP-SGD's per-example
                  clipping and noise);
 ``client``       on a client's finished update before upload (clipping for DP-FedAvg, pruning,
@@ -22,8 +24,8 @@ from typing import Any, ClassVar, Literal, Sequence
 import torch
 from torch import nn
 
-Stage = Literal["step", "client", "aggregation", "server"]
-STAGE_ORDER: tuple[Stage, ...] = ("step", "client", "aggregation", "server")
+Stage = Literal["receive", "step", "client", "aggregation", "server"]
+STAGE_ORDER: tuple[Stage, ...] = ("receive", "step", "client", "aggregation", "server")
 
 Update = tuple[torch.Tensor, ...]
 
@@ -74,6 +76,11 @@ class Defense:
         """Every stage the defense acts at: ``(stage,)``, or more for a mechanism split across a
         round (DP-FedAvg clips at ``client`` and adds noise at ``server``)."""
         return (self.stage,)
+
+    def on_receive(self, received: nn.Module, declared: nn.Module, public_x: torch.Tensor) -> str | None:
+        """Stage ``receive``: why the client refuses the model it ``received`` (checked against the
+        ``declared`` architecture, on normalised inputs ``public_x``), or ``None`` to accept it."""
+        return None
 
     def step_gradient(
         self, model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,

@@ -157,7 +157,20 @@ def grid_section(records: list[dict[str, Any]]) -> Section:
             section.figures.append((f"grid-{_slug(attack)}.png", f"Reconstructions by {attack}", _png(figure)))
     if not section.figures:
         section.text = "No saved images in these results."
+    refusals = refusals_text(records)
+    if refusals:
+        section.text = (section.text + "\n\n" + refusals).strip()
     return section
+
+
+def refusals_text(records: list[dict[str, Any]]) -> str:
+    """One line per run in which clients refused the model they received (receive-stage ``vet``)."""
+    lines = [
+        f"- {r['label']['scenario']}, {r['label']['defense']}, seed {r['seed']}: "
+        + "; ".join(f"client {k} refused ({why})" for k, why in r["view"]["refused"].items())
+        for r in records if r.get("view", {}).get("refused")
+    ]
+    return "Clients that refused the model they received:\n\n" + "\n".join(lines) if lines else ""
 
 
 # --- privacy-utility ---------------------------------------------------------------------

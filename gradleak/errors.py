@@ -8,3 +8,8 @@ that says what is wrong and what to do. The CLI prints it on one line and exits 
 
 class GradleakError(Exception):
     """A user-facing error: the message names the problem and the fix."""
+
+
+class RoundStopped(GradleakError):
+    """A defense stopped the round before the server saw an update (clients refused the model,
+    or secure aggregation aborted): for an experiment an outcome, recorded as such."""

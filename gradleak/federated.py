@@ -15,8 +15,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from gradleak.defenses import ClientContext, Defense, DefenseStack, Update, noise
-from gradleak.errors import GradleakError
+from gradleak.defenses import ClientContext, Defense, DefenseStack, PlainAggregation, Update, noise
+from gradleak.errors import GradleakError, RoundStopped
 from gradleak.gradients import Params, batch_gradient, loss_fn, trainable_names
 from gradleak.servers import Server, ServerContext, build_server, model_digest
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
@@ -79,6 +79,18 @@ class Client:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def receive(self, received: nn.Module, declared: nn.Module, normalization: Normalization, defenses: DefenseStack) -> str | None:
+        """Run the receive-stage checks on the model the server sent: why the client refuses it, or None."""
+        checks = defenses.at("receive")
+        if not checks:
+            return None
+        x = normalization.normalize(self.images.to(next(received.parameters()).device))
+        for defense in checks:
+            reason = defense.on_receive(received, declared, x)
+            if reason is not None:
+                return f"{defense.name}: {reason}"
+        return None
 
     def upload(
         self,
@@ -145,6 +157,7 @@ class Round:
     released: Update
     noise_seeded: bool
     cost: dict[str, float] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)  # client id -> why it refused the model it received
 
 
 def run_round(
@@ -163,11 +176,12 @@ def run_round(
 ) -> Round:
     """Run one round and split it into what the server sees and the truth.
 
-    ``server`` (default honest) builds the model each client receives; ``public`` are images in
-    [0, 1] that no client holds, which a malicious server may use to prepare its model. Under
-    plain aggregation the server sees each upload, so the view is client ``victim``'s update and
-    the truth its data. When the aggregation hides individual uploads (secure aggregation) the
-    view is only the aggregate, and the truth is the data of the clients in it
+    ``server`` (default honest) builds the model each client receives; a receive-stage defense
+    (``vet``) lets a client refuse it, and then the client uploads nothing (``Round.refused`` says
+    why). ``public`` are images in [0, 1] that no client holds, which a malicious server may use
+    to prepare its model. Under plain aggregation the server sees each upload, so the view is
+    client ``victim``'s update and the truth its data. When the aggregation hides individual
+    uploads (secure aggregation) the view is only the aggregate, and the truth is the data of the clients in it
     (``Aggregation.contributors``: all of them, or the survivors when some dropped out), unless
     the server aims at one ``target`` client, whose data is then the truth. The aggregation gets
     the digest of the model each client received (``secagg:bind_model`` aborts the round when
@@ -183,24 +197,30 @@ def run_round(
     input_shape = tuple(clients[0].images.shape[1:])
     context = ServerContext(input_shape, num_classes, None if public is None else normalization.normalize(public.to(device)))
     sent = server.models(global_model, len(clients), context)
-    distinct = {id(model): model for model in sent}
+    reasons = [c.receive(model, global_model, normalization, defenses) for c, model in zip(clients, sent)]
+    refused = {clients[k].client_id: r for k, r in enumerate(reasons) if r is not None}
+    kept = [k for k, r in enumerate(reasons) if r is None]
+    aggregator = sized_aggregator(defenses)
+    _require_enough(kept, refused, clients, victim, aggregator)
+    distinct = {id(sent[k]): sent[k] for k in kept}
     digest_of = {key: model_digest(model) for key, model in distinct.items()}  # once per distinct model sent
-    digests = [digest_of[id(model)] for model in sent]
-    uploads = [c.upload(model, normalization, local, defenses, generator, model_mode) for c, model in zip(clients, sent)]
-    weights = [len(c) for c in clients]
-    aggregation = sized_aggregator(defenses).aggregate(uploads, weights, generator, digests)
+    uploads = [clients[k].upload(sent[k], normalization, local, defenses, generator, model_mode) for k in kept]
+    weights = [len(clients[k]) for k in kept]
+    aggregation = aggregator.aggregate(uploads, weights, generator, [digest_of[id(sent[k])] for k in kept])
     released = aggregation.aggregate
     # Server-stage DP noise is sized for the clients actually in the aggregate (dropouts leave it).
-    contributing = len(clients) if aggregation.contributors is None else len(aggregation.contributors)
+    contributing = len(kept) if aggregation.contributors is None else len(aggregation.contributors)
     for defense in defenses.at("server"):
         released = defense.on_aggregate(released, contributing, generator)
+    # positions in the round's clients of those in the aggregate (refusals and dropouts leave it)
+    contributors = kept if aggregation.contributors is None else [kept[i] for i in aggregation.contributors]
 
     if aggregation.individual:
         seen = [clients[victim]]
     elif server.target is not None:
         seen = [clients[server.target]]
-    else:  # only the contributors' data is in the aggregate (secure aggregation leaves out dropouts)
-        seen = [clients[i] for i in (range(len(clients)) if aggregation.contributors is None else aggregation.contributors)]
+    else:  # only the contributors' data is in the aggregate
+        seen = [clients[i] for i in contributors]
     truth = Truth(
         images=torch.cat([c.images for c in seen]),
         labels=torch.cat([c.labels for c in seen]),
@@ -210,11 +230,10 @@ def run_round(
     server_model = copy.deepcopy(sent[watched])
     for p in server_model.parameters():
         p.grad = None
-    contributors = range(len(clients)) if aggregation.contributors is None else aggregation.contributors
     if aggregation.individual:
-        observed = uploads[victim]
+        observed = uploads[kept.index(victim)]
     else:  # the server reads the aggregate knowing who is in it and with how many examples
-        in_sum = [weights[k] if k in contributors else 0 for k in range(len(clients))]
+        in_sum = [len(clients[k]) if k in contributors else 0 for k in range(len(clients))]
         server_model, observed = server.observe(server_model, aggregation.aggregate, in_sum)
     view = ServerView(
         model=server_model,
@@ -234,4 +253,20 @@ def run_round(
         secrets=dict(server.secrets),
     )
     seeded = not noise.is_private(generator)
-    return Round(view=view, truth=truth, released=released, noise_seeded=seeded, cost=aggregation.cost)
+    return Round(view=view, truth=truth, released=released, noise_seeded=seeded, cost=aggregation.cost, refused=refused)
+
+
+def _require_enough(kept: list[int], refused: dict[int, str], clients: Sequence[Client], victim: int, aggregator: Defense) -> None:
+    """A round needs uploads: two or more under secure aggregation (one alone would be in the clear)."""
+    if not refused:
+        return
+    first, reason = next(iter(refused.items()))
+    why = f"client {first}: {reason}" + (f"; {len(refused) - 1} more" if len(refused) > 1 else "")
+    secure = not isinstance(aggregator, PlainAggregation)
+    if len(kept) < (2 if secure else 1):
+        left = "none" if not kept else "only client " + str(clients[kept[0]].client_id)
+        raise RoundStopped(
+            f"the round cannot aggregate: {len(refused)} of {len(clients)} clients refused the model they received ({why}), {left} left"
+        )
+    if not secure and victim not in kept:
+        raise RoundStopped(f"victim {victim} refused the model it received, so it uploaded nothing ({why}); pick another victim")

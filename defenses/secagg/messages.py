@@ -20,7 +20,7 @@ import numpy as np
 
 from gradleak.defenses.secagg.constants import DIGEST_BYTES, HEADER_BYTES, ID_BYTES, KIND_BYTES, MASK_PURPOSE
 from gradleak.defenses.secagg.shamir import share_size
-from gradleak.errors import GradleakError
+from gradleak.errors import GradleakError, RoundStopped
 
 ROUNDS = ("advertise", "share", "mask", "consistency", "unmask")
 TITLES = {
@@ -37,7 +37,7 @@ class ProtocolError(GradleakError):
     authentication); the party that rejected it is unchanged and may go on."""
 
 
-class ProtocolAbort(GradleakError):
+class ProtocolAbort(RoundStopped):
     """The protocol cannot finish safely: too few live clients, or the server was caught lying."""
 
 

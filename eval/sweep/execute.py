@@ -22,11 +22,11 @@ from skimage import io
 import gradleak
 from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
+from gradleak.errors import RoundStopped
 from gradleak.eval.sweep import backends
 from gradleak.eval.sweep.plan import Run, seeded_attack
 from gradleak.eval.metrics import Scores, score
 from gradleak.eval.sweep.tasks import Outcome, run_tasks
-from gradleak.defenses.secagg.messages import ProtocolAbort
 from gradleak.scenario import build_round
 from gradleak.servers import build_server
 from gradleak.threat import Reconstruction, Truth
@@ -45,8 +45,8 @@ def execute(run: Run) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         round_ = build_round(run.scenario, stack, device, noise_seed=run.seed, server=build_server(run.server))
-    except ProtocolAbort as abort:  # a defense stopped the round (a bound secure aggregation caught the server)
-        return stopped(run, stack, str(abort))
+    except RoundStopped as stop:  # a defense stopped the round: clients refused the model, or secure aggregation aborted
+        return stopped(run, stack, str(stop))
     round_seconds = time.perf_counter() - start
     start = time.perf_counter()
     reconstruction = attack.reconstruct(round_.view)
@@ -70,6 +70,7 @@ def execute(run: Run) -> dict[str, Any]:
             "cohort_size": round_.view.cohort_size,
             "aggregate": round_.view.aggregate,
             "defenses": list(round_.view.defenses),
+            "refused": {str(k): why for k, why in round_.refused.items()},
         },
         "cost": {
             **{k: float(v) for k, v in round_.cost.items()},

@@ -138,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": len(round_.truth.labels),
         "defenses": list(round_.view.defenses),
         "server": args.server,
+        "refused": {str(k): why for k, why in round_.refused.items()},  # client id -> why it refused the model
         **scores.summary(),
         "seconds": seconds,
         "iterations": int(reconstruction.info.get("evaluations", len(reconstruction.history))),
@@ -157,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
             f"labels {scores.label_accuracy:.0%} right, {result['iterations']} iterations in {seconds:.1f} s"
         )
         print(f"truth and reconstruction: {png}")
+        for client, why in round_.refused.items():
+            print(f"client {client} refused the model it received: {why}")
     return 0
 
 

@@ -14,8 +14,8 @@ except ImportError:
 
 from gradleak.flower.grid import InProcessGrid  # noqa: E402
 from gradleak.flower.malicious import InconsistentLegacyFedAvg  # noqa: E402
-from gradleak.flower.mods import dead_layer_mod, defense_mod  # noqa: E402
+from gradleak.flower.mods import dead_layer_mod, defense_mod, vet_mod  # noqa: E402
 from gradleak.flower.strategy import CuriousFedAvg, CuriousLegacyFedAvg, CuriousServer  # noqa: E402
 
 __all__ = ["CuriousFedAvg", "CuriousLegacyFedAvg", "CuriousServer", "InProcessGrid", "InconsistentLegacyFedAvg",
-           "dead_layer_mod", "defense_mod"]
+           "dead_layer_mod", "defense_mod", "vet_mod"]

@@ -10,11 +10,14 @@ Both Flower APIs work: the message API's ``"arrays"`` record and the legacy ``Nu
 
 Noise is drawn from a CSPRNG unless ``seed`` is given (experiments only: seeded noise is not
 private). Defenses that act inside local training (DP-SGD, Soteria) or in aggregation
-(secure aggregation) cannot be a reply-side Mod and are refused.
+(secure aggregation) cannot be a reply-side Mod and are refused. :func:`vet_mod` is the
+receive-stage check: it loads the received arrays into the declared model and, when ``vet``
+refuses them, replies with an error instead of training.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Callable
 
@@ -66,6 +69,46 @@ def defense_mod(defense: str | Defense, seed: int | None = None) -> Mod:
 
     mod.__name__ = f"gradleak_{defense.name.replace('-', '_')}_mod"
     return mod
+
+
+VET_REFUSED = 451  # the Error code of a reply refusing the received model
+
+
+def vet_mod(declared: nn.Module, x: torch.Tensor, spec: str = "vet") -> Mod:
+    """A Mod that vets the arrays a training message brings before the ClientApp trains on them.
+
+    ``declared`` is the architecture the server announced; ``x`` the node's normalised inputs
+    (its own batch or a public one) the checks run on. A refused model never reaches the app:
+    the reply is an error (code ``VET_REFUSED``) naming the check that failed.
+    """
+    vet = build_defense(spec)
+    if vet.stage != "receive":
+        raise GradleakError(f"{vet.name} acts at the {vet.stage} stage; vet_mod takes a receive-stage check such as 'vet'")
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if message.metadata.message_type != MessageType.TRAIN:
+            return call_next(message, context)
+        _, sent = _only_record(message.content, "received")
+        reason = _received_shapes(sent, declared)
+        if reason is None:
+            received = copy.deepcopy(declared)
+            received.load_state_dict({k: torch.from_numpy(sent[k].numpy().copy()) for k in sent})
+            reason = vet.on_receive(received, declared, x)
+        if reason is not None:
+            return Message(Error(VET_REFUSED, f"{vet.name}: {reason}"), reply_to=message)
+        return call_next(message, context)
+
+    mod.__name__ = "gradleak_vet_mod"
+    return mod
+
+
+def _received_shapes(sent: ArrayRecord, declared: nn.Module) -> str | None:
+    want = {k: tuple(v.shape) for k, v in declared.state_dict().items()}
+    got = {k: tuple(sent[k].shape) for k in sent}
+    if got == want:
+        return None
+    changed = sorted(set(got) ^ set(want)) or sorted(k for k in got if got[k] != want[k])
+    return f"the received arrays differ from the declared architecture (first at {changed[0]})"
 
 
 def _only_record(content: RecordDict, what: str) -> tuple[str, ArrayRecord]:

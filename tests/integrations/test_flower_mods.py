@@ -11,7 +11,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 
 from gradleak.defenses import ClientContext, build_defense  # noqa: E402
 from gradleak.errors import GradleakError  # noqa: E402
-from gradleak.flower import InProcessGrid, defense_mod  # noqa: E402
+from gradleak.flower import InProcessGrid, defense_mod, vet_mod  # noqa: E402
 
 from flower_app import global_model, make_app  # noqa: E402
 
@@ -52,3 +52,22 @@ def test_mod_applies_the_defense_to_the_raw_update(spec):
 def test_step_stage_defenses_are_refused():
     with pytest.raises(GradleakError, match="client-stage"):
         defense_mod("dp-sgd:epsilon=3")
+
+
+def test_vet_mod_replies_with_an_error_to_a_silenced_model_and_trains_an_honest_one():
+    from gradleak.flower.mods import VET_REFUSED
+    from gradleak.servers.inconsistent import silence
+
+    from flower_app import dataset, partition
+
+    honest = global_model()
+    x = dataset().normalization.normalize(partition(0)[0])
+    grid = InProcessGrid(make_app([vet_mod(global_model(), x)]), NODES)
+    for model, refused in ((honest, False), (silence(honest, 1e4), True)):
+        sent = ArrayRecord(model.state_dict())
+        messages = [Message(RecordDict({"arrays": sent, "config": ConfigRecord({"server-round": 1})}), nid, MessageType.TRAIN)
+                    for nid in grid.get_node_ids()]
+        for reply in grid.send_and_receive(messages):
+            assert reply.has_error() == refused
+            if refused:
+                assert reply.error.code == VET_REFUSED and "no gradient" in reply.error.reason
