@@ -24,3 +24,4 @@ def build_attack(spec: str, **overrides) -> Attack:
 
 # Importing the attack modules registers them.
 from gradleak.attacks import analytic, dlg, fedavg, gradinversion, idlg, inverting, rgap  # noqa: E402,F401
+from gradleak.attacks import differencing  # noqa: E402,F401  (after idlg: it builds its inner attack)
