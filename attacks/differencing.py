@@ -71,7 +71,10 @@ def class_signal(view: ServerView) -> torch.Tensor:
 
 
 def held_classes(view: ServerView) -> torch.Tensor:
-    """A boolean per class: does the update's client hold an example of it."""
+    """A boolean per class: does the update's client hold an example of it (count at least one: a
+    negative signal). Exact while ``B p̄_c < 1``; a saturated softmax (LeNet-Zhu's U(-0.5, 0.5)
+    start) breaks that, and then the estimate of :func:`~gradleak.attacks.labels.count_labels`
+    does no better."""
     return class_signal(view) < 0
 
 

@@ -39,9 +39,10 @@ class Release:
     scale: float = 1.0
 
     def weighted_sum(self) -> Update:
-        """``sum_k n_k u_k`` (plus whatever noise the release carries): the mean's weighting undone."""
+        """``sum_k n_k u_k`` (plus whatever noise the release carries): the mean's weighting undone, in
+        float64 so that a difference of two sums adds no rounding of its own."""
         total = sum(self.weights)
-        return tuple(t * (total / self.scale) for t in self.update)
+        return tuple(t.double() * (total / self.scale) for t in self.update)
 
 
 @dataclass(frozen=True, eq=False)
