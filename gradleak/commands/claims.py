@@ -13,7 +13,7 @@ from gradleak.spec import MAX_WORKERS
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "claims",
-        help="measure the seed's claims (secagg overhead, dropouts, cost of ε, participation); write claims.md",
+        help="measure the seed's claims (secagg overhead, dropouts, cost of ε, participation, join/leave leaks); write claims.md",
         description="Runs the protocol and training measurements behind each claim (resumable: "
         "finished ones are kept in --results and reused) and writes the page with verdicts "
         "computed from the numbers. The full set takes about 50 minutes of compute (half that with --workers 2 on 2 free cores).",
