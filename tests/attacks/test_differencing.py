@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import pytest
 import torch
@@ -83,3 +84,15 @@ def test_idlg_on_the_difference_recovers_the_joiners_face():
 def test_rare_class_is_inferred_in_20_of_20_trials_without_dp():
     by_label, _ = rare_class_trials(20, ("secagg",))
     assert by_label.correct == 20
+
+
+def test_the_attack_command_differences_a_join(capsys, tmp_path):
+    from gradleak.cli import main
+
+    argv = ["attack", "--attack", "differencing:inner=idlg", "--dataset", "faces", "--cohort-size", "8",
+            "--defense", "secagg", "--iterations", "2000", "--json", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["psnr"] > 40 and result["true_labels"] == [1] and result["info"]["held_classes"] == "1"
+    assert main(["attack", "--attack", "differencing", "--dataset", "faces", "--out", str(tmp_path)]) == 2
+    assert "cohort size of at least 2" in capsys.readouterr().err
