@@ -27,11 +27,12 @@ from gradleak.attacks.base import Attack
 from gradleak.attacks.dlg import MAX_ITERATIONS
 from gradleak.attacks.labels import _as_gradient, last_layer
 from gradleak.errors import GradleakError
-from gradleak.spec import Range, parse_spec
+from gradleak.session import Release
+from gradleak.spec import SEED_LIMIT, Range, parse_spec
 from gradleak.threat import Reconstruction, ServerView
 
 
-def difference(before, after) -> tuple[tuple[torch.Tensor, ...], int, int]:
+def difference(before: Release, after: Release) -> tuple[tuple[torch.Tensor, ...], int, int]:
     """The update of the one client in exactly one of two releases, its id and example count."""
     changed = set(before.client_ids) ^ set(after.client_ids)
     if len(changed) != 1:
@@ -87,7 +88,7 @@ class Differencing(Attack):
     class Config:
         inner: str = "idlg"  # the single-update attack run on the difference (a spec: idlg, ig:restarts=2, ...)
         iterations: Annotated[int | None, Range(1, MAX_ITERATIONS)] = None  # handed to the inner attack
-        seed: Annotated[int | None, Range(0, 2**63 - 1)] = None  # handed to the inner attack
+        seed: Annotated[int | None, Range(0, SEED_LIMIT)] = None  # handed to the inner attack
 
     def __init__(self, config=None) -> None:
         super().__init__(config)

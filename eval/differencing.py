@@ -83,7 +83,9 @@ def rare_class_trial(seed: int, defenses: tuple[str, ...] = (), fresh: bool = Fa
     if holds:
         mine[0] = rare[pick]
     references = data.get(torch.cat([rare[:pick], rare[pick + 1 :]])[:REFERENCES].tolist())[0]
-    clients = lambda picks: [Client(k + 1, *data.get(p.tolist())) for k, p in enumerate(picks)]  # noqa: E731
+    def clients(picks: list[torch.Tensor]) -> list[Client]:
+        return [Client(k + 1, *data.get(p.tolist())) for k, p in enumerate(picks)]
+
     joiner = Client(0, *data.get(mine.tolist()))
     net = build(model, data.shape, data.num_classes, seed=seed)
     session = run_session(net, data.normalization, [clients(others), [*clients(later), joiner]], data.num_classes,

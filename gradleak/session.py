@@ -19,6 +19,7 @@ from torch import nn
 from gradleak.defenses import DefenseStack, Update
 from gradleak.errors import GradleakError
 from gradleak.federated import Client, Round, run_round
+from gradleak.scenario import Scenario, build_model, client_indices, scenario_dataset
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
 __all__ = ["Release", "Session", "build_join_session", "run_session"]
@@ -116,9 +117,9 @@ def run_session(
             raise GradleakError(f"a cohort lists a client twice: {ids}")
         round_ = run_round(global_model, normalization, cohort, num_classes, local=local, defenses=defenses,
                            model_mode=model_mode, noise_seed=seed, known_labels=known_labels)
-        # the secure aggregate holds only the survivors; the server knows who they are
-        kept = [i for i, c in enumerate(cohort) if c.client_id in set(round_.truth.client_ids)] if round_.view.aggregate else range(len(cohort))
-        members = [cohort[i] for i in kept]
+        # a secure aggregate holds only the survivors, and the server knows who they are
+        survivors = set(round_.truth.client_ids) if round_.view.aggregate else set(ids)
+        members = [c for c in cohort if c.client_id in survivors]
         releases.append(Release(
             client_ids=tuple(c.client_id for c in members),
             weights=tuple(len(c) for c in members),
@@ -130,15 +131,13 @@ def run_session(
     return Session(tuple(rounds), tuple(releases), clients)
 
 
-def build_join_session(scenario, defenses: DefenseStack = DefenseStack(), device: torch.device | str = "cpu",
+def build_join_session(scenario: Scenario, defenses: DefenseStack = DefenseStack(), device: torch.device | str = "cpu",
                        noise_seed: int | None = None, fresh: bool = False) -> Session:
     """The scenario's cohort without its victim (client 0), then with it joining last.
 
     ``fresh``: the other clients train on the next examples in the second round (new
     mini-batches), instead of repeating their first-round data exactly.
     """
-    from gradleak.scenario import build_model, client_indices, scenario_dataset
-
     if scenario.cohort_size < 2:
         raise GradleakError("a client joining needs others already in the round: give a cohort size of at least 2")
     dataset = scenario_dataset(scenario)

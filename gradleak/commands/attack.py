@@ -130,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             raise GradleakError(f"attack {attack.name!r} differences an honest server's releases; leave out --server")
         round_ = build_join_session(scenario, build_stack(args.defense), device, args.noise_seed, args.between_rounds == "fresh")
     else:
+        if args.between_rounds != "exact":
+            raise GradleakError(f"--between-rounds applies to attacks across rounds (differencing), not {attack.name!r}")
         round_ = build_round(scenario, build_stack(args.defense), device, noise_seed=args.noise_seed, server=server)
     start = time.perf_counter()
     reconstruction = attack.reconstruct(round_.view)
