@@ -105,6 +105,10 @@ class Defense:
         """Stage ``server``: transform the aggregate before release."""
         return aggregate
 
+    def release_scale(self, num_clients: int) -> float:
+        """Stage ``server``: the factor ``on_aggregate`` multiplies the mean of ``num_clients`` by, noise aside."""
+        return 1.0
+
     def epsilon(self) -> float | None:
         """The (epsilon, delta)-DP guarantee this defense gives, if it is a DP mechanism."""
         return None

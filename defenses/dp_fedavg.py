@@ -77,5 +77,9 @@ class DPFedAvg(Defense):
         summed = tuple(t * num_clients for t in aggregate)
         return tuple(t / expected for t in add_noise(summed, self.sigma * self.config.clip * bug_noise_scale(self.config.planted_bug), generator))
 
+    def release_scale(self, num_clients: int) -> float:
+        """The mean of ``num_clients`` is released as their sum over qN."""
+        return num_clients / (self.config.clients if self.config.clients is not None else num_clients)
+
     def epsilon(self) -> float:
         return self.config.achieved_epsilon()

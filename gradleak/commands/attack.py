@@ -25,6 +25,7 @@ from gradleak.errors import GradleakError
 from gradleak.eval.metrics import Scores, format_db, jsonable, score
 from gradleak.scenario import Scenario, build_round
 from gradleak.servers import SERVERS, build_server
+from gradleak.session import build_join_session
 from gradleak.spec import config_fields, parse_spec
 from gradleak.threat import Reconstruction, Truth
 
@@ -57,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--local-lr", type=field_type(Scenario, "learning_rate"), default=0.1, help="FedAvg: client learning rate (default 0.1)")
     parser.add_argument("--local-batch-size", type=field_type(Scenario, "local_batch_size"), help="FedAvg: mini-batch per step (default: all)")
     parser.add_argument("--cohort-size", type=field_type(Scenario, "cohort_size"), default=1, help="clients in the round (default 1)")
+    parser.add_argument("--between-rounds", choices=("exact", "fresh"), default="exact",
+                        help="differencing: the other clients repeat their data (exact) or draw fresh examples (default exact)")
     parser.add_argument("--known-labels", action="store_true", help="grant the server the labels")
     parser.add_argument("--defense", action="append", default=[], metavar="SPEC", help="a defense (repeatable)")
     parser.add_argument("--server", default="honest", metavar="SPEC",
@@ -122,13 +125,20 @@ def run(args: argparse.Namespace) -> int:
     scenario = scenario_from(args)
     server = build_server(args.server)
     device = resolve_device(args.device)
-    round_ = build_round(scenario, build_stack(args.defense), device, noise_seed=args.noise_seed, server=server)
+    if getattr(attack, "across_rounds", False):
+        if args.server != "honest":
+            raise GradleakError(f"attack {attack.name!r} differences an honest server's releases; leave out --server")
+        round_ = build_join_session(scenario, build_stack(args.defense), device, args.noise_seed, args.between_rounds == "fresh")
+    else:
+        if args.between_rounds != "exact":
+            raise GradleakError(f"--between-rounds applies to attacks across rounds (differencing), not {attack.name!r}")
+        round_ = build_round(scenario, build_stack(args.defense), device, noise_seed=args.noise_seed, server=server)
     start = time.perf_counter()
     reconstruction = attack.reconstruct(round_.view)
     seconds = time.perf_counter() - start
     scores = score(reconstruction, round_.truth)
     source = "images" if args.image else f"{args.dataset}-{args.index}"
-    seed = getattr(attack.config, "seed", 0)
+    seed = getattr(attack.config, "seed", None) or 0
     png = Path(args.out) / f"{attack.name}-{source}-b{len(round_.truth.labels)}-s{seed}.png"
     save_comparison(png, round_.truth, reconstruction, scores)
     result = {

@@ -13,10 +13,10 @@ from gradleak.spec import MAX_WORKERS
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "claims",
-        help="measure the seed's claims (secagg overhead, dropouts, cost of ε, participation); write claims.md",
+        help="measure the seed's claims (secagg overhead, dropouts, cost of ε, participation, join/leave leaks); write claims.md",
         description="Runs the protocol and training measurements behind each claim (resumable: "
         "finished ones are kept in --results and reused) and writes the page with verdicts "
-        "computed from the numbers. The full set takes about 50 minutes of compute (half that with --workers 2 on 2 free cores).",
+        "computed from the numbers. The full set takes about 50 minutes of compute (half that with --workers 2 on 2 free cores), 3 more for the join/leave trials.",
     )
     # Never docs/ by default: a trial run in a checkout must not overwrite the published page.
     parser.add_argument("--out", type=out_file, default="gradleak-out/claims.md",

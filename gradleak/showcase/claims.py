@@ -14,6 +14,12 @@ is computed from the numbers by the rule printed beside it, never typed in by ha
 4. "With 10,000 clients, only a subset (e.g. 1,000) need to participate in a round": FedAvg
    with 10% of the clients per round against all of them, the privacy amplification that
    subsampling buys at the same noise, and the protocol's cost for 1,000 and 10,000 clients.
+5. "If the aggregate shifts dramatically when one client joins, you can infer that client had
+   unusual data" and 6. "if a client update causes the model to recognise a rare disease, an
+   attacker might infer the client has that disease": join/leave differencing of two secure
+   aggregates (:mod:`gradleak.eval.differencing`), the rare class read off the difference's label
+   signal (5) or off the model's recognition of public rare examples (6), without DP and with
+   DP-FedAvg at ε = 1 per release.
 """
 
 from __future__ import annotations
@@ -25,12 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import json
+
 import torch
 
 import gradleak
 from gradleak.data import load_dataset
+from gradleak.defenses import build_defense
 from gradleak.defenses.accounting import compute_epsilon
 from gradleak.eval.secagg_costs import SECAGG_RESULTS, CostPoint, measure
+from gradleak.eval.differencing import Trials, rare_class_trials
 from gradleak.eval.report import utility_groups
 from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import Stat, markdown_table, number
@@ -41,6 +51,10 @@ EPSILONS = (1.0, 3.0, 8.0)
 CLAIMED_COST = {1.0: (5.0, 15.0), 3.0: (3.0, 8.0), 8.0: (0.0, 2.0)}
 DROPOUTS = (0.1, 0.2, 0.3)
 PARTICIPATION_TOLERANCE = 2.0  # accuracy points: "need only a subset" holds if within this
+# Claims 5 and 6: an inference "works" if its 95% interval lies above chance plus this many points.
+INFERENCE_MARGIN = 10.0
+DIFFERENCING = {"none": ("secagg",), "dp": ("dp-fedavg:epsilon=1", "secagg")}  # exact differencing, without and with DP
+DIFFERENCING_RESULTS = "differencing.json"
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class ClaimsPlan:
     scale: tuple[CostPoint, ...]  # claim 4: the protocol at the seed's cohort sizes
     seeds: tuple[int, ...] = (0, 1, 2)
     mechanism: str = "dp-fedavg"
+    differencing_trials: int = 200  # claims 5 and 6: balanced join/leave trials per condition
 
 
 def _dropout_points(clients: int, dim: int, rates: tuple[float, ...]) -> tuple[CostPoint, ...]:
@@ -79,6 +94,7 @@ QUICK = ClaimsPlan(  # minutes, not quarter-hours: for trying the command, not f
     participation=(UtilityConfig(clients=20, cohort=20, rounds=5), UtilityConfig(clients=20, cohort=2, rounds=5)),
     scale=(CostPoint(20, 1_000), CostPoint(40, 1_000)),
     seeds=(0,),
+    differencing_trials=20,
 )
 
 
@@ -87,6 +103,7 @@ class Measurements:
     secagg: dict[str, dict[str, Any]] = field(default_factory=dict)  # by CostPoint key
     utility: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    differencing: dict[str, dict[str, Any]] = field(default_factory=dict)  # by DIFFERENCING key: label/model trials
 
 
 def utility_runs(plan: ClaimsPlan, device: str) -> list[UtilityRun]:
@@ -113,7 +130,24 @@ def measure_claims(plan: ClaimsPlan, results: str | Path, workers: int = 1, devi
         secagg={r["key"]: r for r in secagg.store.records},
         utility=[r for r in utility.store.records if r["key"] in keys],
         failures=[f"{t.title}: {e}" for t, e in secagg.failures + utility.failures],
+        differencing=measure_differencing(plan, results / DIFFERENCING_RESULTS),
     )
+
+
+def measure_differencing(plan: ClaimsPlan, path: Path) -> dict[str, dict[str, Any]]:
+    """Claims 5 and 6: rare-class trials per condition, kept in ``path`` and reused for the same count."""
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    for key, specs in DIFFERENCING.items():
+        if kept.get(key, {}).get("trials") == plan.differencing_trials:
+            continue
+        print(f"differencing: {plan.differencing_trials} trials under {' + '.join(specs)}")
+        start = time.perf_counter()
+        label, model = rare_class_trials(plan.differencing_trials, specs)
+        kept[key] = {"trials": plan.differencing_trials, "label": label.correct, "model": model.correct,
+                     "seconds": time.perf_counter() - start}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept))
+    return kept
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -297,6 +331,63 @@ def participation_claim(plan: ClaimsPlan, m: Measurements) -> Verdict:
     return Verdict(claim, verdict, f"accuracy gap {gap:.1f} points (full {a.mean:.1f}%, subset {b.mean:.1f}%)", body)
 
 
+def inference_verdict(without: Trials, with_dp: Trials) -> tuple[str, str]:
+    """The verdict on "one can infer it" from balanced trials, and what DP did, by the stated rule."""
+    bar = without.chance + INFERENCE_MARGIN / 100
+    low, high = without.interval
+    verdict = "confirmed" if low > bar else "refuted" if high <= bar else "not settled"
+    closed = with_dp.interval[1] <= bar
+    return verdict, f"{'closed' if closed else 'not shown closed'} by DP-FedAvg at ε = 1"
+
+
+def _two_releases() -> float:
+    """The ε of the DP condition's two releases, composed by the accountant."""
+    c = build_defense(DIFFERENCING["dp"][0]).config
+    return compute_epsilon(c.sigma, c.sample_rate, 2 * c.steps, c.delta, c.accountant)
+
+
+def _inference_claim(m: Measurements, claim: str, kind: str, how: str) -> Verdict:
+    records = {k: m.differencing.get(k) for k in DIFFERENCING}
+    if not all(records.values()):
+        return Verdict(claim, "not measured", "no differencing trials finished", "")
+    trials = {k: Trials(r[kind], r["trials"]) for k, r in records.items()}
+    verdict, dp = inference_verdict(trials["none"], trials["dp"])
+    table = markdown_table(
+        [("secure aggregation", "∞", trials["none"].format()),
+         ("DP-FedAvg ε = 1 per release + secure aggregation", f"1 per release, {_two_releases():.2f} over both (PLD)",
+          trials["dp"].format())],
+        ("defense", "ε", "correct guesses (95% Clopper–Pearson interval)"),
+    )
+    body = (
+        "Measured with join/leave differencing (`gradleak attack --attack differencing`, eval/differencing.py): an "
+        "MLP on `digits`, seven clients of four examples, then the same seven and a joiner whose four examples "
+        "include one of the rare class (digit 0, which no other client holds) in a random half of the trials. The "
+        "server undoes each secure aggregate's weighting, subtracts the round without the joiner from the round with "
+        f"it, and {how}\n\n{table}\n\n"
+        f"Rule: confirmed if the 95% Clopper–Pearson interval of the correct share lies above chance (50%) plus "
+        f"{INFERENCE_MARGIN:g} points without DP, refuted if it lies at or below that, not settled otherwise; DP "
+        f"closes the leak if its interval's upper end is at or below chance plus {INFERENCE_MARGIN:g} points. "
+        "Other clients that train on fresh examples between the rounds add their own change to the difference "
+        "(docs/lab/differencing.md)."
+    )
+    return Verdict(claim, verdict, f"{trials['none'].format()} without DP; {dp} ({trials['dp'].format()})", body)
+
+
+def shift_claim(plan: ClaimsPlan, m: Measurements) -> Verdict:
+    return _inference_claim(
+        m, "If the aggregate shifts dramatically when one client joins, you can infer that client had unusual data.",
+        "label", "says the joiner holds the rare class when the difference's last-layer bias gradient for it is negative.",
+    )
+
+
+def recognition_claim(plan: ClaimsPlan, m: Measurements) -> Verdict:
+    return _inference_claim(
+        m, "If a client update causes the model to recognise a rare disease, an attacker might infer the client has that disease.",
+        "model", "says the joiner holds the rare class (the disease) when one step with the difference raises the "
+        "model's mean log-probability of that class on 32 public examples of it, reading only models.",
+    )
+
+
 def machine() -> str:
     """The machine a page was measured on, as a reader needs it to compare numbers."""
     cpu = platform.processor() or platform.machine()
@@ -308,8 +399,10 @@ def machine() -> str:
 
 
 def claims_page(plan: ClaimsPlan, m: Measurements, command: str) -> str:
-    verdicts = [overhead_claim(plan, m), dropout_claim(plan, m), accuracy_claim(plan, m), participation_claim(plan, m)]
-    compute = sum(number(r.get("seconds")) for r in (*m.secagg.values(), *m.utility) if r.get("seconds") is not None)
+    verdicts = [overhead_claim(plan, m), dropout_claim(plan, m), accuracy_claim(plan, m), participation_claim(plan, m),
+                shift_claim(plan, m), recognition_claim(plan, m)]
+    compute = sum(number(r.get("seconds")) for r in (*m.secagg.values(), *m.utility, *m.differencing.values())
+                  if r.get("seconds") is not None)
     lines = [
         "# The seed's claims, measured",
         "",

@@ -56,7 +56,7 @@ def test_participation_verdict_and_the_page():
     far = Measurements(utility=[utility(full, "none", 0.90), utility(partial, "none", 0.80)])
     assert participation_claim(PLAN, far).verdict == "refuted"
     page = claims_page(PLAN, far, "gradleak claims --quick")
-    assert page.count("\n## ") == 4 and "`gradleak claims --quick`" in page and "**refuted**" in page
+    assert page.count("\n## ") == 6 and "`gradleak claims --quick`" in page and "**refuted**" in page
 
 
 def test_a_trial_run_never_overwrites_the_published_page(tmp_path, monkeypatch):
@@ -76,3 +76,26 @@ def test_a_trial_run_never_overwrites_the_published_page(tmp_path, monkeypatch):
     command.run(args)
     assert (tmp_path / args.out).read_text() == written[0] and f"--out {args.out}" in written[0]
     assert not (tmp_path / "docs").exists()
+
+
+def test_inference_verdicts_follow_the_confidence_interval_not_the_point_estimate():
+    from gradleak.showcase.claims import inference_verdict
+    from gradleak.eval.differencing import Trials
+
+    dp = Trials(100, 200)
+    assert inference_verdict(Trials(200, 200), dp) == ("confirmed", "closed by DP-FedAvg at ε = 1")
+    assert inference_verdict(Trials(20, 20), dp)[0] == "confirmed"  # 20/20: interval 83-100%, above 60%
+    assert inference_verdict(Trials(104, 200), dp)[0] == "refuted"  # 52%: interval 45-59%, at or below 60%
+    assert inference_verdict(Trials(14, 20), dp)[0] == "not settled"  # 70% point estimate, interval 46-88%
+    assert inference_verdict(Trials(200, 200), Trials(130, 200))[1] == "not shown closed by DP-FedAvg at ε = 1"
+
+
+def test_join_leave_claims_read_the_differencing_trials():
+    from gradleak.showcase.claims import recognition_claim, shift_claim
+
+    m = Measurements(differencing={"none": {"trials": 200, "label": 200, "model": 100},
+                                   "dp": {"trials": 200, "label": 101, "model": 99}})
+    assert shift_claim(PLAN, m).verdict == "confirmed"
+    assert recognition_claim(PLAN, m).verdict == "refuted"
+    assert shift_claim(PLAN, Measurements()).verdict == "not measured"
+    assert "Clopper" in shift_claim(PLAN, m).body
