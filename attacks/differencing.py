@@ -50,8 +50,8 @@ def difference(before: Release, after: Release) -> tuple[tuple[torch.Tensor, ...
 
 
 def client_view(view: ServerView) -> ServerView:
-    """The view of the one client that joined or left between the last two releases in ``view.metadata``."""
-    releases = view.metadata.get("releases", ())
+    """The view of the one client that joined or left between the last two releases in ``view.releases``."""
+    releases = view.releases
     if len(releases) < 2:
         raise GradleakError(
             "differencing needs the releases of two rounds (a session, gradleak.session), but the view holds "
@@ -60,7 +60,7 @@ def client_view(view: ServerView) -> ServerView:
     update, _, weight = difference(releases[-2], releases[-1])
     update = tuple(u.to(device=o.device, dtype=o.dtype) for u, o in zip(update, view.update))
     return dataclasses.replace(view, update=update, num_examples=weight, cohort_size=1, aggregate=False,
-                               masked_uploads=(), known_labels=None, metadata={})
+                               masked_uploads=(), known_labels=None, releases=())
 
 
 def class_signal(view: ServerView) -> torch.Tensor:

@@ -25,7 +25,7 @@ from gradleak.eval.differencing import rare_class_trials
 from gradleak.eval.metrics import score
 from gradleak.eval.summary import markdown_table
 from gradleak.scenario import Scenario
-from gradleak.session import build_join_session
+from gradleak.scenario import build_join_session
 
 DEFENSES = {
     "secagg": ("secagg",),

@@ -8,6 +8,7 @@ can hold the user's own image files.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -22,6 +23,7 @@ from gradleak.data import ImageDataset, load_dataset, load_images
 from gradleak.defenses import DefenseStack
 from gradleak.errors import GradleakError
 from gradleak.federated import Client, Round, run_round
+from gradleak.session import Session, run_session
 from gradleak.models import build
 from gradleak.servers import Server
 from gradleak.spec import Range, Seed
@@ -187,3 +189,25 @@ def build_round(
         server=server,
         public=public,
     )
+
+
+def build_join_session(scenario: Scenario, defenses: DefenseStack = DefenseStack(), device: torch.device | str = "cpu",
+                       noise_seed: int | None = None, fresh: bool = False) -> Session:
+    """The scenario's cohort without its victim (client 0), then with it joining last.
+
+    ``fresh``: the other clients train on the next examples in the second round (new
+    mini-batches), instead of repeating their first-round data exactly.
+    """
+    if scenario.cohort_size < 2:
+        raise GradleakError("a client joining needs others already in the round: give a cohort size of at least 2")
+    dataset = scenario_dataset(scenario)
+    model = build_model(scenario, dataset, device)
+    indices = client_indices(scenario, dataset)
+    clients = [Client(k, *dataset.get(held)) for k, held in enumerate(indices)]
+    later = clients[1:]
+    if fresh:
+        shifted = dataclasses.replace(scenario, index=(scenario.index + sum(map(len, indices))) % len(dataset))
+        later = [Client(k, *dataset.get(held)) for k, held in enumerate(client_indices(shifted, dataset)) if k > 0]
+    return run_session(model, dataset.normalization, [clients[1:], [*later, clients[0]]], dataset.num_classes,
+                       local=scenario.local, defenses=defenses, model_mode=scenario.model_mode,
+                       noise_seed=noise_seed, known_labels=scenario.known_labels)

@@ -19,10 +19,9 @@ from torch import nn
 from gradleak.defenses import DefenseStack, Update
 from gradleak.errors import GradleakError
 from gradleak.federated import Client, Round, run_round
-from gradleak.scenario import Scenario, build_model, client_indices, scenario_dataset
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
-__all__ = ["Release", "Session", "build_join_session", "run_session"]
+__all__ = ["Release", "Session", "run_session"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,9 +55,13 @@ class Session:
 
     @property
     def view(self) -> ServerView:
-        """The last round's view, carrying every round's release in ``metadata["releases"]``."""
-        last = self.rounds[-1].view
-        return dataclasses.replace(last, metadata={**last.metadata, "releases": self.releases})
+        """The last round's view, carrying every round's release (``view.releases``)."""
+        return dataclasses.replace(self.rounds[-1].view, releases=self.releases)
+
+    @property
+    def refused(self) -> dict[int, str]:
+        """Clients that refused a round's model (receive-stage defenses), over every round."""
+        return {k: why for round_ in self.rounds for k, why in round_.refused.items()}
 
     def changed(self) -> tuple[int, ...]:
         """The clients in the last round but not the one before, or in the one before but not the last."""
@@ -130,24 +133,3 @@ def run_session(
         clients.update({c.client_id: c for c in cohort})
     return Session(tuple(rounds), tuple(releases), clients)
 
-
-def build_join_session(scenario: Scenario, defenses: DefenseStack = DefenseStack(), device: torch.device | str = "cpu",
-                       noise_seed: int | None = None, fresh: bool = False) -> Session:
-    """The scenario's cohort without its victim (client 0), then with it joining last.
-
-    ``fresh``: the other clients train on the next examples in the second round (new
-    mini-batches), instead of repeating their first-round data exactly.
-    """
-    if scenario.cohort_size < 2:
-        raise GradleakError("a client joining needs others already in the round: give a cohort size of at least 2")
-    dataset = scenario_dataset(scenario)
-    model = build_model(scenario, dataset, device)
-    indices = client_indices(scenario, dataset)
-    clients = [Client(k, *dataset.get(held)) for k, held in enumerate(indices)]
-    later = clients[1:]
-    if fresh:
-        shifted = dataclasses.replace(scenario, index=(scenario.index + sum(map(len, indices))) % len(dataset))
-        later = [Client(k, *dataset.get(held)) for k, held in enumerate(client_indices(shifted, dataset)) if k > 0]
-    return run_session(model, dataset.normalization, [clients[1:], [*later, clients[0]]], dataset.num_classes,
-                       local=scenario.local, defenses=defenses, model_mode=scenario.model_mode,
-                       noise_seed=noise_seed, known_labels=scenario.known_labels)

@@ -113,6 +113,7 @@ class ServerView:
     defenses: tuple[str, ...] = ()
     server: str = "honest"  # the server's behaviour (a spec); malicious servers plant what ``secrets`` records
     secrets: dict[str, Any] = field(default_factory=dict)  # what the server planted in the model it sent
+    releases: tuple[Any, ...] = ()  # earlier rounds' releases the server holds (gradleak.session.Release), oldest first
 
     def __post_init__(self) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -25,7 +25,7 @@ from gradleak.errors import GradleakError
 from gradleak.eval.metrics import Scores, format_db, jsonable, score
 from gradleak.scenario import Scenario, build_round
 from gradleak.servers import SERVERS, build_server
-from gradleak.session import build_join_session
+from gradleak.scenario import build_join_session
 from gradleak.spec import config_fields, parse_spec
 from gradleak.threat import Reconstruction, Truth
 

@@ -16,7 +16,7 @@ from gradleak.errors import GradleakError
 from gradleak.eval.differencing import rare_class_trials
 from gradleak.eval.metrics import score
 from gradleak.scenario import Scenario
-from gradleak.session import build_join_session
+from gradleak.scenario import build_join_session
 
 FACES = Scenario(dataset="faces", cohort_size=8)
 
