@@ -181,3 +181,14 @@ def test_the_report_lists_the_runs_with_refusals():
     text = refusals_text(records)
     assert "seed 0: client 2 refused (vet: weight net.1.weight" in text and "seed 1" not in text
     assert refusals_text(records[1:]) == ""
+
+
+@pytest.mark.parametrize("server,model", [("imprint:bins=64", "mlp"), ("trap", "mlp:activation=relu,hidden=1024/64")])
+def test_vet_stops_the_imprint_and_trap_servers_models(server, model):
+    from gradleak.scenario import Scenario, build_round
+
+    scenario = Scenario(dataset="digits", model=model, batch_size=8, cohort_size=4)
+    attacked = build_round(scenario, build_stack(["secagg:seed=1"]), server=build_server(server))
+    assert attacked.view.secrets  # without vet the server's plant is in place
+    with pytest.raises(GradleakError, match="4 of 4 clients refused .*vet: "):
+        build_round(scenario, build_stack(["vet", "secagg:seed=1"]), server=build_server(server))
