@@ -59,7 +59,7 @@ def test_counts_follow_the_local_steps_of_a_fedavg_delta(make_round):
     """Faces only (one class of two): five or ten local steps pull the classifier toward "face",
     so the probe at the starting weights alone overestimates the other class and read [0, 1]
     for two faces; averaged over the steps' interpolated weights every count is right
-    (2026-11-26 over 192 FedAvg cases: 304 -> 632 of 640 face labels; docs/benchmarks.md)."""
+    (2026-11-26 over 192 FedAvg cases: 304 -> 632 of 640 face labels; docs/lab/attacks.md)."""
     for batch, steps, local_batch in ((2, 5, 1), (2, 10, None), (8, 5, None), (8, 10, 1)):
         round_ = make_round(dataset="faces", batch_size=batch, algorithm="fedavg", local_steps=steps,
                             learning_rate=0.1, local_batch_size=local_batch)
