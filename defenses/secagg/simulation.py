@@ -8,6 +8,7 @@ benchmarks all read.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class Simulation:
     correct: bool  # the unmasked sum equals the survivors' quantised inputs summed in Z_2^b
     mean: np.ndarray  # the decoded aggregate: the survivors' mean
     max_error: float  # its largest distance to the float mean of their inputs
+    bind_model: bool = True  # clients committed to the digest of the model they received
 
 
 def simulate(
@@ -52,8 +54,13 @@ def simulate(
     bits: int = 32,
     active: bool | None = None,
     seed: int = 0,
+    bind_model: bool = True,
 ) -> Simulation:
-    """Run the protocol on :func:`test_vector` inputs and check the result against the plaintext."""
+    """Run the protocol on :func:`random_input` inputs and check the result against the plaintext.
+
+    ``bind_model``: every client commits to the digest of the model it received, as
+    ``secagg:bind_model=true`` (the defense's default) does; here all received the same one.
+    """
     if dim < 1:
         raise GradleakError(f"the vector length must be at least 1, not {dim}")
     if clients * dim > MAX_ENTRIES:
@@ -71,7 +78,8 @@ def simulate(
 
     dropouts = Dropouts.fraction(clients, dropout, dropout_round, np.random.default_rng(seed))
     start = time.perf_counter()
-    result = run_secagg(inputs, parameters, dim, bits, dropouts)
+    digests = [hashlib.sha256(b"gradleak/simulated model").digest()] * clients if bind_model else None
+    result = run_secagg(inputs, parameters, dim, bits, dropouts, model_digests=digests)
     seconds = time.perf_counter() - start
 
     expected = np.zeros(dim, dtype=encoder.dtype)
@@ -83,7 +91,7 @@ def simulate(
     mean = encoder.decode(result.total, len(result.survivors))
     return Simulation(
         result, parameters, encoder, dropouts, seconds, bool(np.array_equal(expected, result.total)), mean,
-        float(np.abs(mean - reference / len(result.survivors)).max()),
+        float(np.abs(mean - reference / len(result.survivors)).max()), bind_model,
     )
 
 
@@ -97,6 +105,7 @@ def report(sim: Simulation, dropout: float, dropout_round: str) -> dict[str, Any
         "dropout_round": dropout_round,
         "dropouts": len(sim.dropouts.all()),
         "active": sim.parameters.active,
+        "bind_model": sim.bind_model,
         "value_bits": sim.encoder.value_bits,
         "max_error": sim.max_error,
         "seconds": sim.seconds,

@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="active-adversary mode: signatures and a consistency check (default: on for sparse graphs, "
         "where passive SecAgg+ lets a lying server read inputs)",
     )
+    parser.add_argument(
+        "--bind-model", action=argparse.BooleanOptionalAction, default=True,
+        help="clients commit to the digest of the model they received, as the secagg defense does by default (default on)",
+    )
     parser.add_argument("--seed", type=SEED, default=0, help="seed for the test vectors and who drops (keys stay random)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     sim = simulate(
         args.clients, args.dim, args.dropout, args.dropout_round, args.neighbors, args.threshold, args.bits,
-        args.active, args.seed,
+        args.active, args.seed, args.bind_model,
     )
     record = report(sim, args.dropout, args.dropout_round)
     if args.json:
@@ -88,6 +92,7 @@ def print_report(record: dict, result: SecAggResult) -> None:
         ("survivor graph components", str(record["survivor_components"])),
         ("mode; resists a lying server", f"{'active' if record['active'] else 'passive'}; "
                                          f"{'yes' if record['resists_lying_server'] else 'NO (sparse, passive)'}"),
+        ("model digest bound into the session", "yes" if record["bind_model"] else "no (--no-bind-model)"),
         ("clients excluded / caught cheating", f"{record['excluded']} / {record['cheaters']}"),
         ("wall time (all parties, one process)", f"{record['seconds']:.2f} s"),
     ]
