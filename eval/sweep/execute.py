@@ -53,18 +53,9 @@ def execute(run: Run) -> dict[str, Any]:
     attack_seconds = time.perf_counter() - start
 
     scores = score(reconstruction, round_.truth)
-    epsilons = [(d.name, d.epsilon()) for d in stack if d.epsilon() is not None]
     return {
-        "key": run.key,
-        "kind": "attack",
-        "config": run.config,
-        "label": run.label,
-        "position": run.position,
-        "seed": run.seed,
+        **_identity(run, stack),
         "metrics": {**scores.summary(), "success_rate": scores.success_rate()},
-        "epsilon": epsilons[0][1] if epsilons else None,
-        "dp": [{"defense": name, "epsilon": eps, "delta": _delta(stack, name)} for name, eps in epsilons],
-        "noise_seeded": bool(epsilons),  # experiments fix the DP noise seed; deployments must not
         "view": {
             "num_examples": round_.view.num_examples,
             "cohort_size": round_.view.cohort_size,
@@ -81,13 +72,24 @@ def execute(run: Run) -> dict[str, Any]:
         "attack_info": _plain(reconstruction.info),
         "images": save_images(Path(run.out), run.key, round_.truth, reconstruction, scores),
         "device": str(device),
-        "gradleak": gradleak.__version__,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
 def stopped(run: Run, stack: Any, reason: str) -> dict[str, Any]:
     """The record of a round a defense stopped before the server saw anything: nothing to attack."""
+    return {
+        **_identity(run, stack),
+        "stopped": reason,
+        "metrics": {"per_image": [], "success_rate": 0.0},
+        "cost": {"round_seconds": 0.0, "attack_seconds": 0.0},
+        "attack_info": {},
+        "images": {"truth": [], "reconstruction": []},
+        "device": run.device,
+    }
+
+
+def _identity(run: Run, stack: Any) -> dict[str, Any]:
+    """What every attack record starts with: the run, its DP guarantee, and the version that ran it."""
     epsilons = [(d.name, d.epsilon()) for d in stack if d.epsilon() is not None]
     return {
         "key": run.key,
@@ -96,15 +98,9 @@ def stopped(run: Run, stack: Any, reason: str) -> dict[str, Any]:
         "label": run.label,
         "position": run.position,
         "seed": run.seed,
-        "stopped": reason,
-        "metrics": {"per_image": [], "success_rate": 0.0},
         "epsilon": epsilons[0][1] if epsilons else None,
         "dp": [{"defense": name, "epsilon": eps, "delta": _delta(stack, name)} for name, eps in epsilons],
-        "noise_seeded": bool(epsilons),
-        "cost": {"round_seconds": 0.0, "attack_seconds": 0.0},
-        "attack_info": {},
-        "images": {"truth": [], "reconstruction": []},
-        "device": run.device,
+        "noise_seeded": bool(epsilons),  # experiments fix the DP noise seed; deployments must not
         "gradleak": gradleak.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
