@@ -474,15 +474,13 @@ def markdown_to_html(text: str) -> str:
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         else:
             escaped = html.escape(block)
-            # `code` spans and _emphasis_ as written in the section texts
+            # `code` spans, the only inline markup the section texts use
             parts = escaped.split("`")
             escaped = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
             out.append(f"<p>{escaped}</p>")
     return "\n".join(out)
 
 
-# The script records each image's decoded width in the page, so a headless browser (the render
-# test) can prove the embedded PNGs decode; it changes nothing a reader sees.
 HTML_PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -500,12 +498,6 @@ figcaption, .stamp {{ color: #666; font-size: 0.85rem; }}
 </head>
 <body>
 {body}
-<script>
-window.addEventListener("load", function () {{
-  var widths = Array.prototype.map.call(document.images, function (img) {{ return img.naturalWidth; }});
-  document.body.setAttribute("data-image-widths", widths.join(","));
-}});
-</script>
 </body>
 </html>
 """

@@ -68,10 +68,6 @@ class ImageDataset:
         pairs = [self.source[i] for i in indices]
         return torch.stack([img for img, _ in pairs]), torch.tensor([lbl for _, lbl in pairs])
 
-    def class_indices(self, label: int) -> list[int]:
-        """Indices of the examples labelled ``label`` (in memory datasets only)."""
-        return torch.nonzero(self.labels == label).flatten().tolist()
-
 
 DATASETS: Registry[Callable[..., ImageDataset]] = Registry("dataset")
 

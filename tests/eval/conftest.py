@@ -14,6 +14,14 @@ HEADLESS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=10000",
 ]
+# records each image's decoded width on the body, where --dump-dom shows it
+PROBE = """<script>
+window.addEventListener("load", function () {
+  var widths = Array.prototype.map.call(document.images, function (img) { return img.naturalWidth; });
+  document.body.setAttribute("data-image-widths", widths.join(","));
+});
+</script>
+"""
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +35,19 @@ def chromium() -> str:
 
 @pytest.fixture
 def decoded_widths(chromium, tmp_path_factory) -> Callable[[Path], list[int]]:
-    """Load a page in headless chromium and read the width its script recorded for each <img>."""
+    """Load a copy of a page in headless chromium, with a probe script added, and read the width
+    each <img> decoded to (0: the browser could not decode it)."""
 
     def widths(page: Path) -> list[int]:
         profile = tmp_path_factory.mktemp("chromium-profile")  # empty: no state carries over
+        probed = tmp_path_factory.mktemp("probed") / page.name
+        probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
         run = subprocess.run(
-            [chromium, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+            [chromium, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", probed.as_uri()],
             capture_output=True, text=True, timeout=120,
         )
         found = re.search(r'data-image-widths="([0-9,]*)"', run.stdout)
-        assert found, f"the page's script did not run: {run.stderr[-2000:]}"
+        assert found, f"the probe script did not run: {run.stderr[-2000:]}"
         return [int(w) for w in found.group(1).split(",") if w]
 
     return widths
