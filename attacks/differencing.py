@@ -25,7 +25,7 @@ import torch
 from gradleak.attacks import build_attack, register
 from gradleak.attacks.base import Attack
 from gradleak.attacks.dlg import MAX_ITERATIONS
-from gradleak.attacks.labels import _as_gradient, last_layer
+from gradleak.attacks.labels import last_layer, mean_gradient
 from gradleak.errors import GradleakError
 from gradleak.session import Release
 from gradleak.spec import SEED_LIMIT, Range, parse_spec
@@ -67,8 +67,8 @@ def class_signal(view: ServerView) -> torch.Tensor:
     """Per class, the last layer's bias gradient (or weight row sum) the update stands for: negative if held."""
     _, weight, bias = last_layer(view)
     if bias is not None:
-        return _as_gradient(view, view.update[bias])
-    return _as_gradient(view, view.update[weight]).sum(dim=1)
+        return mean_gradient(view, view.update[bias])
+    return mean_gradient(view, view.update[weight]).sum(dim=1)
 
 
 def held_classes(view: ServerView) -> torch.Tensor:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from gradleak.attacks import register
 from gradleak.attacks.inverting import InvertingGradients
+from gradleak.attacks.labels import mean_gradient
 from gradleak.errors import GradleakError
 from gradleak.threat import LocalTraining, Reconstruction, ServerView
 
@@ -48,5 +49,4 @@ class FedAvgInversion(InvertingGradients):
 
 def as_gradient(view: ServerView) -> ServerView:
     """The view as if the client had uploaded one gradient: ``-delta / (eta E)``."""
-    scale = -1.0 / (view.local.learning_rate * view.local.local_steps)
-    return dataclasses.replace(view, update=tuple(scale * u for u in view.update), local=LocalTraining())
+    return dataclasses.replace(view, update=tuple(mean_gradient(view, u) for u in view.update), local=LocalTraining())

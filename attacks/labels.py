@@ -60,8 +60,9 @@ def last_layer(view: ServerView) -> tuple[nn.Linear, int, int | None]:
     return layer, positions[id(layer.weight)], bias
 
 
-def _as_gradient(view: ServerView, tensor: torch.Tensor) -> torch.Tensor:
-    """The mean gradient an update stands for (a FedAvg delta is -eta * the sum of its steps' gradients)."""
+def mean_gradient(view: ServerView, tensor: torch.Tensor) -> torch.Tensor:
+    """The mean gradient one tensor of the update stands for: a FedAvg delta is -eta times the sum
+    of its E steps' gradients, so -delta / (eta E); a FedSGD gradient is itself."""
     if view.kind == "gradient":
         return tensor.detach()
     return -tensor.detach() / (view.local.learning_rate * view.local.local_steps)
@@ -76,7 +77,7 @@ def idlg_labels(view: ServerView) -> torch.Tensor:
             "use --labels yin (distinct labels) or counts"
         )
     _, weight, _ = last_layer(view)
-    rows = _as_gradient(view, view.update[weight]).sum(dim=1)
+    rows = mean_gradient(view, view.update[weight]).sum(dim=1)
     return rows.argmin().reshape(1)
 
 
@@ -89,7 +90,7 @@ def yin_labels(view: ServerView) -> torch.Tensor:
             "use --labels counts"
         )
     _, weight, _ = last_layer(view)
-    minima = _as_gradient(view, view.update[weight]).min(dim=1).values
+    minima = mean_gradient(view, view.update[weight]).min(dim=1).values
     return minima.argsort()[: view.num_examples].sort().values
 
 
@@ -99,9 +100,9 @@ def count_labels(view: ServerView) -> torch.Tensor:
     layer, weight, bias = last_layer(view)
     mean_softmax, activation_sum = _probe(view, layer)
     if bias is not None:
-        signal, scale = _as_gradient(view, view.update[bias]), 1.0
+        signal, scale = mean_gradient(view, view.update[bias]), 1.0
     else:
-        signal, scale = _as_gradient(view, view.update[weight]).sum(dim=1), activation_sum
+        signal, scale = mean_gradient(view, view.update[weight]).sum(dim=1), activation_sum
     batch = view.num_examples
     estimate = (batch * (mean_softmax - signal / scale)).clamp_min(0)
     counts = (signal < 0).long()  # a negative entry means the class is there at least once
