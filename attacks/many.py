@@ -97,12 +97,13 @@ def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reco
     problem or the next problem."""
     started = time.perf_counter()
     search = _ManySearch(views, config, slots)
+    iteration = 0
     with progress(total=len(views), desc="dlg x many") as bar:
         while search.finished < len(views):
-            search.iteration += 1
-            grads = search.evaluate()
-            if search.iteration % CHECK_EVERY == 0:
-                bar.update(search.check())
+            iteration += 1
+            loss, worst, grads = search.evaluate()
+            if iteration % CHECK_EVERY == 0:
+                bar.update(search.check(loss.tolist(), worst.tolist()))
                 grads = search.narrow(grads)
             search.optimizer.tell(grads)
     return search.reconstructions(time.perf_counter() - started)
@@ -132,7 +133,8 @@ class _ManySearch:
         self.targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views]).to(self.dtype)
         # each problem's squared norm per layer, the denominators of the relative errors
         self.target_sq = torch.stack([
-            torch.zeros(self.batch.layers, device=self.device, dtype=self.dtype).index_add(0, self.batch.layer, t.square())
+            torch.zeros(self.batch.layers, device=self.device, dtype=self.dtype)
+            .index_add(0, self.batch.layer, t.square())
             for t in self.targets
         ]).clamp_min(1e-30)
         # (P, 1): one example per problem
@@ -145,13 +147,13 @@ class _ManySearch:
         width = min(slots or (64 if self.device.type == "cuda" else 8), len(views))
         self.slots = [_Slot(self.queue.pop(0)) for _ in range(width)]
         self.optimizer = BatchedLBFGS(
-            torch.stack([self.start_point(0) for _ in self.slots]), history=config.history or default_history(self.device),
-            lr=config.lr, max_step=config.max_step or None, compile=config.compile,
+            torch.stack([self.start_point(0) for _ in self.slots]),
+            history=config.history or default_history(self.device), lr=config.lr, max_step=config.max_step or None, compile=config.compile,
             storage=search_dtype(config.history_precision),
         )
         self.best: list[Best[torch.Tensor]] = [Best() for _ in views]  # by the worst layer's relative error
         self.spent = [0] * len(views)  # evaluations per problem, over its starts
-        self.finished = self.iteration = 0
+        self.finished = 0  # problems
 
     def start_point(self, start: int) -> torch.Tensor:
         """A random start, as the single-problem search draws it: even starts N(0, init_scale^2), odd N(0, 1)."""
@@ -161,22 +163,19 @@ class _ManySearch:
             parts.append(torch.randn(self.batch.classes, generator=self.generator, device=self.device))
         return torch.cat(parts).to(self.dtype)
 
-    def evaluate(self) -> torch.Tensor:
-        """The matching loss of every slot at the optimizer's point; returns the gradients."""
+    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every slot's matching loss, worst layer's relative error and gradient at the optimizer's point."""
         index = torch.tensor([slot.problem or 0 for slot in self.slots], device=self.device)
-        self.loss, self.squared, grads = self.batch(self.optimizer.z, self.targets[index], self.labels[index])
-        self.index = index
+        loss, squared, grads = self.batch(self.optimizer.z, self.targets[index], self.labels[index])
         for slot in self.slots:
             if slot.problem is None:
                 continue
             slot.steps += 1
             self.spent[slot.problem] += 1
-        return grads
+        return loss, (squared / self.target_sq[index]).max(dim=1).values, grads
 
-    def check(self) -> int:
+    def check(self, values: list[float], worst: list[float]) -> int:
         """Keep each problem's best point and move on the slots that are done; returns the problems finished."""
-        worst = (self.squared / self.target_sq[self.index]).max(dim=1).values.tolist()
-        values = self.loss.tolist()
         finished = 0
         for k, slot in enumerate(self.slots):
             if slot.problem is None:
@@ -184,13 +183,10 @@ class _ManySearch:
             best = self.best[slot.problem]
             best.offer(worst[k], lambda: self.optimizer.z[k].detach().clone())
             slot.losses.append(values[k])
-            stalled = self.stall.stalled(slot.losses, best.score)
-            out_of_budget = slot.steps >= self.config.iterations or not math.isfinite(values[k])
-            # solved, or stopped (or ran out of budget) at the precision floor (see lbfgs_search)
-            solved = worst[k] < self.config.tolerance or ((stalled or out_of_budget) and best.score < self.stall.floor)
-            if not (solved or stalled or out_of_budget):
+            outcome = self._outcome(slot, values[k], worst[k], best.score)
+            if outcome is None:
                 continue
-            if not solved and slot.start + 1 < self.config.restarts:
+            if outcome == "stopped" and slot.start + 1 < self.config.restarts:
                 slot.start += 1  # a fresh start of the same problem
             else:
                 finished += 1
@@ -199,6 +195,16 @@ class _ManySearch:
             self.optimizer.restart(torch.tensor([k], device=self.device), self.start_point(slot.start)[None])
         self.finished += finished
         return finished
+
+    def _outcome(self, slot: _Slot, loss: float, worst: float, best: float) -> str | None:
+        """``solved`` (every layer below tolerance, or stopped below the precision floor: lbfgs_search's
+        ``converged``), ``stopped`` (stalled, diverged or out of budget), or None to keep going."""
+        stopped = (
+            self.stall.stalled(slot.losses, best) or slot.steps >= self.config.iterations or not math.isfinite(loss)
+        )
+        if worst < self.config.tolerance or (stopped and best < self.stall.floor):
+            return "solved"
+        return "stopped" if stopped else None
 
     def narrow(self, grads: torch.Tensor) -> torch.Tensor:
         """Once no problem waits, drop the idle slots (and their rows of ``grads``, returned)."""
@@ -214,7 +220,8 @@ class _ManySearch:
         self.optimizer.keep(keep)
         self.slots = [self.slots[k] for k in busy]
         if self.compiled:
-            self.batch, self.optimizer.compile, self.compiled = FunctionalMatching(self.views[0], self.joint, self.dtype), False, False
+            self.batch = FunctionalMatching(self.views[0], self.joint, self.dtype)
+            self.optimizer.compile = self.compiled = False
         return grads[keep]
 
     def reconstructions(self, seconds: float) -> list[Reconstruction]:
@@ -228,8 +235,8 @@ class _ManySearch:
                 Reconstruction(
                     images=view.normalization.denormalize(x).float().cpu(),
                     labels=label.cpu(),
-                    info={"worst_layer_error": worst, "solved": worst < self.config.tolerance, "evaluations": self.spent[p],
-                          "batch_seconds": seconds},
+                    info={"worst_layer_error": worst, "solved": worst < self.config.tolerance,
+                          "evaluations": self.spent[p], "batch_seconds": seconds},
                 )
             )
         return reconstructions

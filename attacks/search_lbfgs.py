@@ -141,6 +141,8 @@ def _lbfgs_start(
     return best.point, evaluation, outcome
 
 
-def _candidate(problem: GradientMatching, z: torch.Tensor, loss: float, score: float, evaluation: int, start: int) -> Candidate:
+def _candidate(
+    problem: GradientMatching, z: torch.Tensor, loss: float, score: float, evaluation: int, start: int
+) -> Candidate:
     images, logits = problem.split(z)
     return Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)
