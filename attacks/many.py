@@ -22,13 +22,13 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from gradleak.attacks.dlg import DLG, search_dtype
-from gradleak.attacks.matching import CHECK_EVERY, check_view
+from gradleak.attacks.matching import CHECK_EVERY, Best, check_view
 from gradleak.attacks.search_lbfgs import LBFGSSettings, default_history
 from gradleak.attacks.functional import FunctionalMatching, supports
 from gradleak.attacks.labels import recover_labels
@@ -92,105 +92,151 @@ def _check_views(views: list[ServerView]) -> None:
 
 
 def _solve(views: list[ServerView], config: DLG.Config, slots: int) -> list[Reconstruction]:
+    """DLG's L-BFGS on every view, a batch of slots at a time: step every slot, and at every
+    check keep each problem's best point, then give a slot that is done a fresh start of its
+    problem or the next problem."""
     started = time.perf_counter()
-    joint = config.labels == "joint"
-    first = views[0]
-    device = first.update[0].device
-    dtype = search_dtype(config.precision)
-    batch = FunctionalMatching(first, joint, dtype, compile=config.compile)
-    compiled = config.compile
-    targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views]).to(dtype)
-    target_sq = torch.stack([
-        torch.zeros(batch.layers, device=device, dtype=dtype).index_add(0, batch.layer, t.square()) for t in targets
-    ]).clamp_min(1e-30)
-    # (P, 1): one example per problem
-    labels = torch.stack([recover_labels(v, config.labels) for v in views]) if not joint else torch.zeros(
-        len(views), 1, dtype=torch.long, device=device
-    )
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    stall = LBFGSSettings(abandon=config.abandon_stalled)
+    search = _ManySearch(views, config, slots)
+    iteration = 0
+    with progress(total=len(views), desc="dlg x many") as bar:
+        while search.finished < len(views):
+            iteration += 1
+            loss, worst, grads = search.evaluate()
+            if iteration % CHECK_EVERY == 0:
+                bar.update(search.check(loss.tolist(), worst.tolist()))
+                grads = search.narrow(grads)
+            search.optimizer.tell(grads)
+    return search.reconstructions(time.perf_counter() - started)
 
-    def start_point(start: int) -> torch.Tensor:
-        scale = config.init_scale if start % 2 == 0 else 1.0  # as the single-problem search: odd starts N(0, 1)
-        parts = [scale * torch.randn(batch.pixels, generator=generator, device=device)]
-        if joint:
-            parts.append(torch.randn(batch.classes, generator=generator, device=device))
-        return torch.cat(parts).to(dtype)
 
-    queue = list(range(len(views)))
-    width = min(slots or (64 if device.type == "cuda" else 8), len(views))
-    problem = [queue.pop(0) for _ in range(width)]  # the problem each slot works on
-    history = config.history or default_history(device)
-    starts_at = torch.stack([start_point(0) for _ in range(width)])
-    optimizer = BatchedLBFGS(
-        starts_at, history=history, lr=config.lr, max_step=config.max_step or None, compile=config.compile,
-        storage=search_dtype(config.history_precision),
-    )
-    steps = [0] * width  # evaluations of the slot's current start
-    starts = [1] * width
-    spent = [0] * len(views)
-    losses: list[list[float]] = [[] for _ in range(width)]
-    best: list[tuple[float, torch.Tensor] | None] = [None] * len(views)
-    finished = iteration = 0
-    bar = progress(total=len(views), desc="dlg x many")
-    while finished < len(views):
-        iteration += 1
-        active = [k for k in range(width) if problem[k] is not None]
-        index = torch.tensor([problem[k] if problem[k] is not None else 0 for k in range(width)], device=device)
-        loss, squared, grads = batch(optimizer.z, targets[index], labels[index])
-        for k in active:
-            steps[k] += 1
-            spent[problem[k]] += 1
-        if iteration % CHECK_EVERY == 0:
-            worst = (squared / target_sq[index]).max(dim=1).values.tolist()
-            values = loss.tolist()
-            for k in active:
-                p = problem[k]
-                if best[p] is None or worst[k] < best[p][0]:
-                    best[p] = (worst[k], optimizer.z[k].detach().clone())
-                losses[k].append(values[k])
-                stalled = stall.stalled(losses[k], best[p][0])
-                out_of_budget = steps[k] >= config.iterations or not math.isfinite(values[k])
-                # solved, or stopped (or ran out of budget) at the precision floor (see lbfgs_search)
-                solved = worst[k] < config.tolerance or ((stalled or out_of_budget) and best[p][0] < stall.floor)
-                if not (solved or stalled or out_of_budget):
-                    continue
-                if not solved and starts[k] < config.restarts:
-                    starts[k] += 1  # a fresh start of the same problem
-                else:
-                    finished += 1
-                    bar.update(1)
-                    problem[k] = queue.pop(0) if queue else None
-                    starts[k] = 1
-                steps[k], losses[k] = 0, []
-                optimizer.restart(torch.tensor([k], device=device), start_point(starts[k] - 1)[None])
-            busy = [k for k in range(width) if problem[k] is not None]
-            # A compiled function is specialised to its batch width (vmap's convolutions fix it, and
-            # a new width recompiles: ~30 s on one CPU thread), so a compiled batch narrows only when
-            # at most a quarter of it is busy, and runs eagerly from then on: on LeNet-Zhu, one CPU
-            # thread, 2 problems cost 17.5 ms a step eagerly against 26 ms for 8 compiled.
-            if not queue and busy and len(busy) < width and (not compiled or 4 * len(busy) <= width):
-                keep = torch.tensor(busy, device=device)
-                optimizer.keep(keep)
-                grads = grads[keep]
-                problem, steps, starts, losses = ([per_slot[k] for k in busy] for per_slot in (problem, steps, starts, losses))
-                width = len(busy)
-                if compiled:
-                    batch, optimizer.compile, compiled = FunctionalMatching(first, joint, dtype), False, False
-        optimizer.tell(grads)
-    bar.close()
-    seconds = time.perf_counter() - started
-    reconstructions = []
-    for p, view in enumerate(views):
-        worst, z = best[p]
-        x = z[: batch.pixels].view(batch.shape)
-        label = z[batch.pixels :].argmax().reshape(1) if joint else labels[p].reshape(1)
-        reconstructions.append(
-            Reconstruction(
-                images=view.normalization.denormalize(x).float().cpu(),
-                labels=label.cpu(),
-                info={"worst_layer_error": worst, "solved": worst < config.tolerance, "evaluations": spent[p],
-                      "batch_seconds": seconds},
-            )
+@dataclass
+class _Slot:
+    """One row of the batch: the problem it works on and how its current start is going."""
+
+    problem: int | None
+    start: int = 0  # which of the problem's starts
+    steps: int = 0  # evaluations of this start
+    losses: list[float] = field(default_factory=list)  # at every check of this start
+
+
+class _ManySearch:
+    """The state of :func:`_solve`: the batched matching problem, its slots and each problem's best point."""
+
+    def __init__(self, views: list[ServerView], config: DLG.Config, slots: int) -> None:
+        self.views, self.config = views, config
+        self.joint = config.labels == "joint"
+        first = views[0]
+        self.device = first.update[0].device
+        self.dtype = search_dtype(config.precision)
+        self.batch = FunctionalMatching(first, self.joint, self.dtype, compile=config.compile)
+        self.compiled = config.compile
+        self.targets = torch.stack([torch.cat([u.flatten() for u in v.update]) for v in views]).to(self.dtype)
+        # each problem's squared norm per layer, the denominators of the relative errors
+        self.target_sq = torch.stack([
+            torch.zeros(self.batch.layers, device=self.device, dtype=self.dtype)
+            .index_add(0, self.batch.layer, t.square())
+            for t in self.targets
+        ]).clamp_min(1e-30)
+        # (P, 1): one example per problem
+        self.labels = torch.stack([recover_labels(v, config.labels) for v in views]) if not self.joint else torch.zeros(
+            len(views), 1, dtype=torch.long, device=self.device
         )
-    return reconstructions
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.stall = LBFGSSettings(abandon=config.abandon_stalled)
+        self.queue = list(range(len(views)))
+        width = min(slots or (64 if self.device.type == "cuda" else 8), len(views))
+        self.slots = [_Slot(self.queue.pop(0)) for _ in range(width)]
+        self.optimizer = BatchedLBFGS(
+            torch.stack([self.start_point(0) for _ in self.slots]),
+            history=config.history or default_history(self.device), lr=config.lr, max_step=config.max_step or None, compile=config.compile,
+            storage=search_dtype(config.history_precision),
+        )
+        self.best: list[Best[torch.Tensor]] = [Best() for _ in views]  # by the worst layer's relative error
+        self.spent = [0] * len(views)  # evaluations per problem, over its starts
+        self.finished = 0  # problems
+
+    def start_point(self, start: int) -> torch.Tensor:
+        """A random start, as the single-problem search draws it: even starts N(0, init_scale^2), odd N(0, 1)."""
+        scale = self.config.init_scale if start % 2 == 0 else 1.0
+        parts = [scale * torch.randn(self.batch.pixels, generator=self.generator, device=self.device)]
+        if self.joint:
+            parts.append(torch.randn(self.batch.classes, generator=self.generator, device=self.device))
+        return torch.cat(parts).to(self.dtype)
+
+    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every slot's matching loss, worst layer's relative error and gradient at the optimizer's point."""
+        index = torch.tensor([slot.problem or 0 for slot in self.slots], device=self.device)
+        loss, squared, grads = self.batch(self.optimizer.z, self.targets[index], self.labels[index])
+        for slot in self.slots:
+            if slot.problem is None:
+                continue
+            slot.steps += 1
+            self.spent[slot.problem] += 1
+        return loss, (squared / self.target_sq[index]).max(dim=1).values, grads
+
+    def check(self, values: list[float], worst: list[float]) -> int:
+        """Keep each problem's best point and move on the slots that are done; returns the problems finished."""
+        finished = 0
+        for k, slot in enumerate(self.slots):
+            if slot.problem is None:
+                continue
+            best = self.best[slot.problem]
+            best.offer(worst[k], lambda: self.optimizer.z[k].detach().clone())
+            slot.losses.append(values[k])
+            outcome = self._outcome(slot, values[k], worst[k], best.score)
+            if outcome is None:
+                continue
+            if outcome == "stopped" and slot.start + 1 < self.config.restarts:
+                slot.start += 1  # a fresh start of the same problem
+            else:
+                finished += 1
+                slot.problem, slot.start = (self.queue.pop(0) if self.queue else None), 0
+            slot.steps, slot.losses = 0, []
+            self.optimizer.restart(torch.tensor([k], device=self.device), self.start_point(slot.start)[None])
+        self.finished += finished
+        return finished
+
+    def _outcome(self, slot: _Slot, loss: float, worst: float, best: float) -> str | None:
+        """``solved`` (every layer below tolerance, or stopped below the precision floor: lbfgs_search's
+        ``converged``), ``stopped`` (stalled, diverged or out of budget), or None to keep going."""
+        stopped = (
+            self.stall.stalled(slot.losses, best) or slot.steps >= self.config.iterations or not math.isfinite(loss)
+        )
+        if worst < self.config.tolerance or (stopped and best < self.stall.floor):
+            return "solved"
+        return "stopped" if stopped else None
+
+    def narrow(self, grads: torch.Tensor) -> torch.Tensor:
+        """Once no problem waits, drop the idle slots (and their rows of ``grads``, returned)."""
+        busy = [k for k, slot in enumerate(self.slots) if slot.problem is not None]
+        width = len(self.slots)
+        # A compiled function is specialised to its batch width (vmap's convolutions fix it, and
+        # a new width recompiles: ~30 s on one CPU thread), so a compiled batch narrows only when
+        # at most a quarter of it is busy, and runs eagerly from then on: on LeNet-Zhu, one CPU
+        # thread, 2 problems cost 17.5 ms a step eagerly against 26 ms for 8 compiled.
+        if self.queue or not busy or len(busy) == width or (self.compiled and 4 * len(busy) > width):
+            return grads
+        keep = torch.tensor(busy, device=self.device)
+        self.optimizer.keep(keep)
+        self.slots = [self.slots[k] for k in busy]
+        if self.compiled:
+            self.batch = FunctionalMatching(self.views[0], self.joint, self.dtype)
+            self.optimizer.compile = self.compiled = False
+        return grads[keep]
+
+    def reconstructions(self, seconds: float) -> list[Reconstruction]:
+        """Each problem's best point as a reconstruction, in the views' order."""
+        reconstructions = []
+        for p, view in enumerate(self.views):
+            worst, z = self.best[p].score, self.best[p].point
+            x = z[: self.batch.pixels].view(self.batch.shape)
+            label = z[self.batch.pixels :].argmax().reshape(1) if self.joint else self.labels[p].reshape(1)
+            reconstructions.append(
+                Reconstruction(
+                    images=view.normalization.denormalize(x).float().cpu(),
+                    labels=label.cpu(),
+                    info={"worst_layer_error": worst, "solved": worst < self.config.tolerance,
+                          "evaluations": self.spent[p], "batch_seconds": seconds},
+                )
+            )
+        return reconstructions

@@ -24,7 +24,7 @@ import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,27 @@ class Search:
     seconds: float = 0.0
     solved: bool = False
     outcome: str = "budget"  # how the last start ended: solved, converged, stalled, diverged, budget
+
+
+T = TypeVar("T")
+
+
+class Best(Generic[T]):
+    """The lowest-scoring point offered so far, the one record every search keeps per start and per problem.
+
+    Only a strictly lower score replaces the point, so of equal scores the earliest stays; the
+    first offer is always taken when no point is held.
+    """
+
+    def __init__(self, point: T | None = None, score: float = math.inf) -> None:
+        self.point, self.score = point, score
+
+    def offer(self, score: float, point: Callable[[], T]) -> bool:
+        """Keep ``point()`` (built only when kept: it copies) if ``score`` beats the best so far."""
+        if self.point is not None and not score < self.score:
+            return False
+        self.point, self.score = point(), score
+        return True
 
 
 def _differentiable_step(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor):

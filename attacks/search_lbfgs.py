@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from gradleak.attacks.lbfgs import BatchedLBFGS
-from gradleak.attacks.matching import CHECK_EVERY, Candidate, GradientMatching, Search, full_precision
+from gradleak.attacks.matching import CHECK_EVERY, Best, Candidate, GradientMatching, Search, full_precision
 from gradleak.progress import progress
 
 
@@ -75,7 +75,7 @@ def lbfgs_search(
     ``first`` (flat unknowns) replaces the first random start, e.g. an analytic reconstruction.
     """
     started = time.perf_counter()
-    search: Search | None = None
+    best: Best[Candidate] = Best()  # over all starts
     history: list[dict[str, float]] = []
     total = 0
     z0 = problem.random_point(generator, settings.init_scale) if first is None else first
@@ -87,14 +87,13 @@ def lbfgs_search(
             candidate, evaluations, outcome = _lbfgs_start(problem, z, settings, start, history, total, on_check)
             total += evaluations
             bar.update(evaluations)
-            if search is None or candidate.score < search.best.score:
-                search = Search(best=candidate)
+            best.offer(candidate.score, lambda: candidate)
             if outcome in ("solved", "converged"):
                 break
-    search.solved, search.outcome = outcome == "solved", outcome
-    search.history, search.evaluations, search.starts = history, total, start + 1
-    search.seconds = time.perf_counter() - started
-    return search
+    return Search(
+        best=best.point, history=history, evaluations=total, starts=start + 1,
+        seconds=time.perf_counter() - started, solved=outcome == "solved", outcome=outcome,
+    )
 
 
 def _lbfgs_start(
@@ -112,8 +111,7 @@ def _lbfgs_start(
         z[None], history=settings.history, lr=settings.lr, max_step=settings.max_step, compile=problem.compiled,
         storage=settings.storage,
     )
-    images, logits = problem.split(z)
-    best = Candidate(images.clone(), None if logits is None else logits.clone(), math.inf, math.inf, 0, start)
+    best = Best(_candidate(problem, z, math.inf, math.inf, 0, start))  # in this start
     losses: list[float] = []  # at every check
     outcome = "budget"
     for evaluation in range(1, settings.iterations + 1):
@@ -128,11 +126,9 @@ def _lbfgs_start(
             history.append({"iteration": offset + evaluation, "start": start, "loss": loss, "score": score})
             if on_check is not None:
                 on_check(offset + evaluation, problem.split(point.detach())[0])
-            if score < best.score:
-                images, logits = problem.split(point.detach())
-                best = Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)
+            best.offer(score, lambda: _candidate(problem, point.detach(), loss, score, evaluation, start))
             if score < settings.tolerance:
-                return best, evaluation, "solved"
+                return best.point, evaluation, "solved"
             losses.append(loss)
             if settings.stalled(losses, best.score):
                 outcome = "stalled"
@@ -142,4 +138,11 @@ def _lbfgs_start(
     # 1.7e-7 after 10,000 evaluations), below the floor: a fresh start cannot get further.
     if outcome in ("stalled", "budget") and best.score < settings.floor:
         outcome = "converged"
-    return best, evaluation, outcome
+    return best.point, evaluation, outcome
+
+
+def _candidate(
+    problem: GradientMatching, z: torch.Tensor, loss: float, score: float, evaluation: int, start: int
+) -> Candidate:
+    images, logits = problem.split(z)
+    return Candidate(images.clone(), None if logits is None else logits.clone(), loss, score, evaluation, start)

@@ -59,3 +59,16 @@ def test_many_problems_at_once(make_round):
     other = make_round(dataset="faces", index=3, model_seed=2)
     with pytest.raises(GradleakError, match="same global model"):
         reconstruct_many([rounds[0].view, other.view])
+
+
+def test_best_keeps_the_earliest_of_the_lowest_scores():
+    from gradleak.attacks.matching import Best
+
+    best = Best()
+    built = []
+    for score, point in ((3.0, "a"), (float("nan"), "b"), (1.0, "c"), (1.0, "d"), (2.0, "e")):
+        best.offer(score, lambda point=point: built.append(point) or point)
+    assert (best.point, best.score) == ("c", 1.0)
+    assert built == ["a", "c"]  # a point is built only when kept; NaN never beats a held point
+    held = Best("start", float("inf"))
+    assert not held.offer(float("nan"), lambda: "x") and held.point == "start"
