@@ -30,6 +30,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 from gradleak.attacks import ATTACKS
 from gradleak.defenses import DEFENSES
@@ -37,7 +38,8 @@ from gradleak.errors import GradleakError
 from gradleak.eval.secagg_costs import CostPoint, measure
 from gradleak.eval.sweep.plan import Run, parse_config, plan
 from gradleak.eval.sweep.execute import RESULTS, execute
-from gradleak.eval.report import load_results, write_report
+from gradleak.eval.records import AttackRecord, UtilityRecord, load_records, of_kind
+from gradleak.eval.report import write_report
 from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.eval.utility import UtilityConfig, UtilityRun, plan_utility, train_federated
@@ -207,12 +209,11 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
     notes += [f"{task.title}: {error}" for task, error in outcome.failures]
 
     keys = {t.key for t in (*runs, *points, *trainings)}
-    records = [r for r in load_results([out / RESULTS]) if r["key"] in keys]
-    notes += [f"{r['label']['scenario']}, {r['label']['defense']}: stopped: {r['stopped']}"
-              for r in records if r.get("stopped")]
+    records = [r for r in load_records([out / RESULTS]) if r.key in keys]
+    notes += [f"{r.scenario}, {r.defense}: stopped: {r.stopped}" for r in of_kind(records, AttackRecord) if r.stopped]
     _, html = write_report(records, out / "report", title="gradleak demo")
     table = text_table(table_rows(group_runs(records)))
-    utility = [r for r in records if r.get("kind") == "utility"]
+    utility = of_kind(records, UtilityRecord)
     return DemoOutcome(table=table, report=html, notes=notes, seconds=time.perf_counter() - start,
                        utility=text_table(tradeoff_rows(utility), TRADEOFF_COLUMNS) if utility else "")
 
@@ -226,19 +227,20 @@ def utility_trainings(plan_: DemoPlan, device: str = "auto") -> list[UtilityRun]
 TRADEOFF_COLUMNS = ("clients per round", "defense", "ε", "test accuracy %", "cost (points)", "training")
 
 
-def tradeoff_rows(records: list[dict]) -> list[tuple[str, ...]]:
+def tradeoff_rows(records: Iterable[UtilityRecord | dict[str, Any]]) -> list[tuple[str, ...]]:
     """Privacy against utility: accuracy and its cost against no defense, the cohort beside each, smallest cohort first."""
-    def order(record: dict) -> tuple:
-        return record["config"]["cohort"], record["config"]["clients"], -(record.get("epsilon") or math.inf)
+    def order(record: UtilityRecord) -> tuple:
+        return record.config["cohort"], record.config["clients"], -(record.epsilon or math.inf)
 
-    clean = {(r["config"]["cohort"], r["config"]["clients"]): r["accuracy"] for r in records if r["epsilon"] is None}
+    records = of_kind(records, UtilityRecord)
+    clean = {(r.config["cohort"], r.config["clients"]): r.accuracy for r in records if r.epsilon is None}
     rows = []
     for r in sorted(records, key=order):
-        c = r["config"]
+        c = r.config
         base = clean.get((c["cohort"], c["clients"]))
-        cost = "–" if r["epsilon"] is None or base is None else f"{100 * (base - r['accuracy']):.1f}"
-        rows.append((f"{c['cohort']} of {c['clients']:,}", r["label"]["defense"],
-                     "–" if r["epsilon"] is None else f"{r['epsilon']:.3g}", f"{100 * r['accuracy']:.1f}", cost,
+        cost = "–" if r.epsilon is None or base is None else f"{100 * (base - r.accuracy):.1f}"
+        rows.append((f"{c['cohort']} of {c['clients']:,}", r.defense,
+                     "–" if r.epsilon is None else f"{r.epsilon:.3g}", f"{100 * r.accuracy:.1f}", cost,
                      f"{c['rounds']} rounds × {c['local_steps']} local step(s), {c['dataset']}"))
     return rows
 
