@@ -166,7 +166,7 @@ def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
             tables.append({**scenario, "defenses": ["none"],
                            "attacks": [attack_spec(a, data.evaluations, None) for a in plan_.baseline_attacks]})
     runs = plan(parse_config({"out": str(out), "device": device, "scenario": tables}, "the demo"))
-    return [dataclasses.replace(r, label={**r.label, "attack": parse_spec(r.attack).name}) for r in runs]
+    return [dataclasses.replace(r, label={**r.label, "attack": r.attack.name}) for r in runs]
 
 
 def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "auto") -> DemoOutcome:
