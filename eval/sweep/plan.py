@@ -51,6 +51,11 @@ from gradleak.servers import SERVERS, Server, build_server
 from gradleak.spec import MAX_WORKERS, Range, Seed, config_fields, make_config, parse_spec
 
 STACK_JOIN = "+"
+NO_DEFENSE = "none"  # the spec naming no defense: alone, it is the undefended baseline of a grid
+
+
+def is_no_defense(spec: str) -> bool:
+    return parse_spec(spec).name == NO_DEFENSE
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,11 @@ class Component:
         return cls(built.name, built.config)
 
 
+def build_components(defenses: Iterable[Component]) -> DefenseStack:
+    """The stack of planned defense components (already in stage order)."""
+    return DefenseStack(tuple(DEFENSES.get(d.name)(d.config) for d in defenses))
+
+
 @dataclass(frozen=True)
 class Run:
     """One cell of the grid, self-contained and picklable (it travels to a worker process)."""
@@ -116,7 +126,7 @@ class Run:
         return ATTACKS.get(self.attack.name)(self.attack.config)
 
     def build_stack(self) -> DefenseStack:
-        return DefenseStack(tuple(DEFENSES.get(d.name)(d.config) for d in self.defenses))
+        return build_components(self.defenses)
 
     def build_server(self) -> Server:
         return SERVERS.get(self.server.name)(self.server.config)
@@ -140,8 +150,8 @@ def parse_stack(entry: Any, where: str) -> tuple[str, ...]:
         raise GradleakError(f"{where}: a defense stack is a spec string or a list of specs, not {entry!r}")
     if not specs or any(not s for s in specs):
         raise GradleakError(f"{where}: empty defense spec in {entry!r}")
-    specs = [s for s in specs if parse_spec(s).name != "none"]
-    return tuple(specs) or ("none",)
+    specs = [s for s in specs if not is_no_defense(s)]
+    return tuple(specs) or (NO_DEFENSE,)
 
 
 def stack_label(specs: Iterable[str]) -> str:

@@ -36,7 +36,7 @@ from gradleak.attacks import ATTACKS
 from gradleak.defenses import DEFENSES
 from gradleak.errors import GradleakError
 from gradleak.eval.secagg_costs import CostPoint, measure
-from gradleak.eval.sweep.plan import Run, parse_config, plan
+from gradleak.eval.sweep.plan import Run, is_no_defense, parse_config, plan
 from gradleak.eval.sweep.execute import RESULTS, execute
 from gradleak.eval.records import AttackRecord, UtilityRecord, load_records, of_kind
 from gradleak.eval.report import write_report
@@ -122,7 +122,7 @@ def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
     """The plan restricted to what is registered in this install, with a note for what is not."""
     attacks = tuple(a for a in plan_.attacks if a in ATTACKS)
     baseline = tuple(a for a in plan_.baseline_attacks if a in ATTACKS)
-    defenses = tuple(d for d in plan_.defenses if parse_spec(d).name == "none" or parse_spec(d).name in DEFENSES)
+    defenses = tuple(d for d in plan_.defenses if is_no_defense(d) or parse_spec(d).name in DEFENSES)
     wanted = (*plan_.attacks, *plan_.baseline_attacks, *plan_.defenses)
     missing = [x for x in wanted if x not in (*attacks, *baseline, *defenses)]
     notes = [f"not installed, left out: {', '.join(missing)}"] if missing else []
@@ -131,10 +131,10 @@ def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
             f"the demo needs the attack {' or '.join(plan_.attacks)}, but this install registers "
             f"{', '.join(ATTACKS.names()) or 'no attack'}"
         )
-    utility_defenses = tuple(d for d in plan_.utility_defenses if parse_spec(d).name in ("none", *DEFENSES))
+    utility_defenses = tuple(d for d in plan_.utility_defenses if is_no_defense(d) or parse_spec(d).name in DEFENSES)
     missing_dp = [d for d in plan_.utility_defenses if d not in utility_defenses]
     notes += [f"not installed, left out of the utility table: {', '.join(missing_dp)}"] if missing_dp else []
-    utility = plan_.utility if any(parse_spec(d).name != "none" for d in utility_defenses) else ()
+    utility = plan_.utility if not all(map(is_no_defense, utility_defenses)) else ()
     cost_clients = plan_.cost_clients if "secagg" in DEFENSES else ()
     return dataclasses.replace(plan_, attacks=attacks, baseline_attacks=baseline, defenses=defenses, utility=utility,
                                utility_defenses=utility_defenses, cost_clients=cost_clients), notes
@@ -149,7 +149,7 @@ def attack_spec(name: str, evaluations: int, starts: int | None) -> str:
 
 def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
     """The attack grid, labelled by attack name (the budgets are in the notes)."""
-    aggregators = [d for d in plan_.defenses if d != "none" and DEFENSES.get(parse_spec(d).name).stage == "aggregation"]
+    aggregators = [d for d in plan_.defenses if not is_no_defense(d) and DEFENSES.get(parse_spec(d).name).stage == "aggregation"]
     tables = []
     for data in plan_.datasets:
         scenario = {"name": data.dataset, "dataset": data.dataset, "cohort_size": plan_.cohort}
