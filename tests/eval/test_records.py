@@ -93,3 +93,21 @@ def test_an_old_record_without_newer_keys_loads_and_is_written_back_as_it_was(tm
     (group,) = group_runs([record, stopped])
     assert group.stopped == 1 and math.isinf(group.psnr.median)
     assert group.success_rate() == pytest.approx(1 / 3)  # one perfect image of three (the stopped batch of 2 missed)
+
+
+def test_records_the_producers_write_today_round_trip_through_the_file(tmp_path):
+    from gradleak.eval.secagg_costs import CostPoint, measure
+    from gradleak.eval.sweep.execute import execute
+    from gradleak.eval.sweep.plan import parse_config, plan
+
+    runs = plan(parse_config({"out": str(tmp_path), "attacks": ["idlg:iterations=5"], "defenses": ["secagg"],
+                              "servers": ["honest", "inconsistent:target=0"],
+                              "scenario": [{"dataset": "faces", "cohort_size": 3}]}, "test"))
+    store = ResultStore(tmp_path / "results.jsonl")
+    for record in [*map(execute, runs), measure(CostPoint(clients=4, dim=8)), measure(CostPoint(4, 8, dropout=0.75))]:
+        store.append(record)
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    records = [from_dict(json.loads(line)) for line in lines]
+    assert [type(r) for r in records] == [AttackRecord, AttackRecord, SecaggRecord, SecaggRecord]
+    assert records[1].stopped and records[3].aborted  # a stopped round and an aborted session among them
+    assert [json.dumps(r.to_dict(), sort_keys=True, allow_nan=False) for r in records] == lines
