@@ -34,7 +34,9 @@ from matplotlib.figure import Figure
 from skimage import io as skio
 
 import gradleak
-from gradleak.eval.store import read_records
+from gradleak.eval.records import (
+    AttackRecord, AuditRecord, PropertyRecord, Record, SecaggRecord, UtilityRecord, from_dict, load_records, of_kind,
+)
 from gradleak.eval.summary import (
     SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Stat, defense_verdicts, group_runs, markdown_table, number,
     table_rows, verdict_rows,
@@ -59,10 +61,6 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _by_kind(records: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("kind") == kind]
-
-
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60] or "x"
 
@@ -70,7 +68,7 @@ def _slug(text: str) -> str:
 # --- attacks: table and image grids ------------------------------------------------------
 
 
-def attack_section(records: list[dict[str, Any]], threshold_db: float) -> Section:
+def attack_section(records: list[AttackRecord], threshold_db: float) -> Section:
     groups = group_runs(records)
     section = Section("Attacks against defenses")
     if not groups:
@@ -95,34 +93,22 @@ def attack_section(records: list[dict[str, Any]], threshold_db: float) -> Sectio
     return section
 
 
-def load_results(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Records of several results files, their image paths made absolute (they are stored
-    relative to the folder of their results file, so a results folder can be moved whole)."""
-    records = []
-    for path in map(Path, paths):
-        folder = path.parent.resolve()
-        for record in read_records(path):
-            images = record.get("images")
-            if images:
-                record["images"] = {kind: [str(folder / p) for p in files] for kind, files in images.items()}
-            records.append(record)
-    return records
+load_results = load_records  # the name results were read by before records were typed
 
 
-def grid_figure(records: list[dict[str, Any]], attack: str) -> Figure | None:
+def grid_figure(records: list[AttackRecord], attack: str) -> Figure | None:
     """Truth in the first row, one row per defense; a column per (scenario, seed); PSNR under each."""
-    runs = sorted((r for r in records if r["label"]["attack"] == attack and r["images"]["truth"]),
-                  key=lambda r: r.get("position", 0))
+    runs = sorted((r for r in records if r.attack == attack and r.images.get("truth")), key=lambda r: r.position)
     if not runs:
         return None
-    columns = list(dict.fromkeys((r["label"]["scenario"], r["seed"]) for r in runs))[:MAX_GRID_COLUMNS]
-    defenses = list(dict.fromkeys(r["label"]["defense"] for r in runs))
-    cell = {(r["label"]["scenario"], r["seed"], r["label"]["defense"]): r for r in runs}
+    columns = list(dict.fromkeys((r.scenario, r.seed) for r in runs))[:MAX_GRID_COLUMNS]
+    defenses = list(dict.fromkeys(r.defense for r in runs))
+    cell = {(r.scenario, r.seed, r.defense): r for r in runs}
     figure = Figure(figsize=(1.25 * len(columns) + 1.6, 1.35 * (len(defenses) + 1)))
     axes = figure.subplots(len(defenses) + 1, len(columns), squeeze=False)
     for j, (scenario, seed) in enumerate(columns):
-        truth_run = next(r for r in runs if (r["label"]["scenario"], r["seed"]) == (scenario, seed))
-        _show(axes[0][j], skio.imread(truth_run["images"]["truth"][0]))
+        truth_run = next(r for r in runs if (r.scenario, r.seed) == (scenario, seed))
+        _show(axes[0][j], skio.imread(truth_run.images["truth"][0]))
         heading = "\n".join(textwrap.wrap(scenario.replace("/", "/ "), 16, break_on_hyphens=False))
         if len({s for _, s in columns}) > 1:
             heading += f"\nseed {seed}"
@@ -132,8 +118,8 @@ def grid_figure(records: list[dict[str, Any]], attack: str) -> Figure | None:
             if run is None:
                 axes[i][j].axis("off")
                 continue
-            _show(axes[i][j], skio.imread(run["images"]["reconstruction"][0]))
-            psnr = number(run["metrics"]["per_image"][0]["psnr"])
+            _show(axes[i][j], skio.imread(run.images["reconstruction"][0]))
+            psnr = number(run.per_image[0]["psnr"])
             axes[i][j].set_xlabel("inf dB" if math.isinf(psnr) else f"{psnr:.1f} dB", fontsize=7)
     for i, name in enumerate(["truth", *defenses]):
         axes[i][0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
@@ -146,11 +132,11 @@ def _show(axis: Any, image: np.ndarray) -> None:
     axis.set_yticks([])
 
 
-def grid_section(records: list[dict[str, Any]]) -> Section:
+def grid_section(records: list[AttackRecord]) -> Section:
     section = Section("Reconstructions", "First row: the victim's image. Each further row: what the attack "
                       "recovered from the server's view under one defense (first image of the batch, "
                       "matched to the truth), with its PSNR.")
-    attacks = list(dict.fromkeys(r["label"]["attack"] for r in records))
+    attacks = list(dict.fromkeys(r.attack for r in records))
     for attack in attacks:
         figure = grid_figure(records, attack)
         if figure is not None:
@@ -163,12 +149,12 @@ def grid_section(records: list[dict[str, Any]]) -> Section:
     return section
 
 
-def refusals_text(records: list[dict[str, Any]]) -> str:
+def refusals_text(records: list[AttackRecord]) -> str:
     """One line per run in which clients refused the model they received (receive-stage ``vet``)."""
     lines = [
-        f"- {r['label']['scenario']}, {r['label']['defense']}, seed {r['seed']}: "
-        + "; ".join(f"client {k} refused ({why})" for k, why in r["view"]["refused"].items())
-        for r in records if r.get("view", {}).get("refused")
+        f"- {r.scenario}, {r.defense}, seed {r.seed}: "
+        + "; ".join(f"client {k} refused ({why})" for k, why in r.refused.items())
+        for r in records if r.refused
     ]
     return "Clients that refused the model they received:\n\n" + "\n".join(lines) if lines else ""
 
@@ -176,12 +162,11 @@ def refusals_text(records: list[dict[str, Any]]) -> str:
 # --- privacy-utility ---------------------------------------------------------------------
 
 
-def _dp_mechanism(record: dict[str, Any]) -> str | None:
-    dp = record.get("dp") or []
-    return dp[0]["defense"] if dp else None
+def _dp_mechanism(record: AttackRecord) -> str | None:
+    return record.dp[0]["defense"] if record.dp else None
 
 
-def privacy_section(attacks: list[dict[str, Any]], utility: list[dict[str, Any]], threshold_db: float) -> Section:
+def privacy_section(attacks: list[AttackRecord], utility: list[UtilityRecord], threshold_db: float) -> Section:
     section = Section("Privacy against utility")
     notes = []
     figure = psnr_vs_epsilon(attacks, threshold_db)
@@ -201,16 +186,16 @@ def privacy_section(attacks: list[dict[str, Any]], utility: list[dict[str, Any]]
     return section
 
 
-def psnr_vs_epsilon(records: list[dict[str, Any]], threshold_db: float) -> Figure | None:
+def psnr_vs_epsilon(records: list[AttackRecord], threshold_db: float) -> Figure | None:
     lines: dict[tuple[str, str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     clean: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in records:
-        psnrs = [number(i["psnr"]) for i in r["metrics"]["per_image"]]
+        psnrs = [number(i["psnr"]) for i in r.per_image]
         mechanism = _dp_mechanism(r)
-        if mechanism and r.get("epsilon") is not None:
-            lines[(r["label"]["scenario"], r["label"]["attack"], mechanism)][_eps(r)].extend(psnrs)
-        elif r["label"]["defense"] == "none":
-            clean[(r["label"]["scenario"], r["label"]["attack"])].extend(psnrs)
+        if mechanism and r.epsilon is not None:
+            lines[(r.scenario, r.attack, mechanism)][_eps(r)].extend(psnrs)
+        elif r.defense == "none":
+            clean[(r.scenario, r.attack)].extend(psnrs)
     if not lines:
         return None
     figure = Figure(figsize=(6, 3.6))
@@ -237,9 +222,9 @@ def _epsilon_axis(axis: Any, lines: dict[Any, dict[float, list[float]]], ylabel:
     axis.grid(alpha=0.3)
 
 
-def _eps(record: dict[str, Any]) -> float:
+def _eps(record: AttackRecord | UtilityRecord) -> float:
     """A record's ε to 3 significant digits: calibration lands within 1e-6 of the target, not on it."""
-    return float(f"{number(record['epsilon']):.3g}")
+    return float(f"{number(record.epsilon):.3g}")
 
 
 def _log_ticks(axis: Any, values: Iterable[float]) -> None:
@@ -257,15 +242,14 @@ def _capped(values: Sequence[float]) -> list[float]:
     return [min(v, PSNR_PLOT_CAP) for v in values]
 
 
-def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
+def accuracy_vs_epsilon(records: list[UtilityRecord]) -> Figure | None:
     lines: dict[tuple[str, str], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     clean: dict[str, list[float]] = defaultdict(list)
     for r in records:
-        setting = r["label"]["setting"]
-        if r.get("epsilon") is not None:
-            lines[(setting, r["label"]["mechanism"])][_eps(r)].append(number(r["accuracy"]))
-        elif r["label"]["defense"] == "none":
-            clean[setting].append(number(r["accuracy"]))
+        if r.epsilon is not None:
+            lines[(r.setting, r.mechanism)][_eps(r)].append(number(r.accuracy))
+        elif r.defense == "none":
+            clean[r.setting].append(number(r.accuracy))
     if not lines:
         return None
     figure = Figure(figsize=(6, 3.6))
@@ -284,35 +268,35 @@ def accuracy_vs_epsilon(records: list[dict[str, Any]]) -> Figure | None:
     return figure
 
 
-def utility_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in records:
-        groups.setdefault((r["label"]["setting"], r["label"]["defense"]), []).append(r)
+def utility_groups(records: Iterable[UtilityRecord | dict[str, Any]]) -> dict[tuple[str, str], list[UtilityRecord]]:
+    groups: dict[tuple[str, str], list[UtilityRecord]] = {}
+    for r in of_kind(records, UtilityRecord):
+        groups.setdefault((r.setting, r.defense), []).append(r)
     return groups
 
 
 UTILITY_COLUMNS = ("setting", "defense", "ε", "seeds", "test accuracy %", "change vs none (points)", "rounds")
 
 
-def utility_rows(records: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+def utility_rows(records: Iterable[UtilityRecord | dict[str, Any]]) -> list[tuple[str, ...]]:
     """Test accuracy per (setting, defense), mean ± std over seeds, and its change against no defense."""
     groups = utility_groups(records)
-    clean = {s: Stat.of(number(r["accuracy"]) for r in rs).mean for (s, name), rs in groups.items() if name == "none"}
+    clean = {s: Stat.of(number(r.accuracy) for r in rs).mean for (s, name), rs in groups.items() if name == "none"}
     rows = []
     for (setting, defense), rs in groups.items():
-        stat = Stat.of(number(r["accuracy"]) for r in rs)
-        eps = rs[0].get("epsilon")
+        stat = Stat.of(number(r.accuracy) for r in rs)
+        eps = rs[0].epsilon
         change = stat.mean - clean.get(setting, math.nan)
         rows.append((
             setting, defense, "–" if eps is None else f"{number(eps):.3g}", str(len(rs)),
             f"{100 * stat.mean:.1f}" + ("" if stat.n < 2 else f" ± {100 * stat.std:.1f}"),
             "–" if defense == "none" or math.isnan(change) else f"{100 * change:+.1f}",
-            str(rs[0]["config"]["rounds"]),
+            str(rs[0].config["rounds"]),
         ))
     return rows
 
 
-def utility_table(records: list[dict[str, Any]]) -> str:
+def utility_table(records: list[UtilityRecord]) -> str:
     return ("Test accuracy after federated training (mean ± std over seeds):\n\n"
             + markdown_table(utility_rows(records), UTILITY_COLUMNS))
 
@@ -320,39 +304,39 @@ def utility_table(records: list[dict[str, Any]]) -> str:
 # --- secure aggregation costs ------------------------------------------------------------
 
 
-def secagg_section(records: list[dict[str, Any]]) -> Section:
+def secagg_section(records: list[SecaggRecord]) -> Section:
     section = Section("Secure aggregation cost")
-    records = [r for r in records if not r.get("aborted")]
+    records = [r for r in records if not r.aborted]
     if not records:
         section.text = "No secure-aggregation cost runs in these results."
         return section
     rows = []
-    for r in sorted(records, key=lambda r: (r["dim"], r["clients"], r.get("dropout", 0.0))):
+    for r in sorted(records, key=lambda r: (r.dim, r.clients, r.dropout)):
         rows.append((
-            str(r["clients"]), str(r["dim"]), f"{100 * r.get('dropout', 0.0):.0f}%", str(r.get("neighbors", "all")),
-            f"{r['client_bytes_sent'] / 1024:.1f}", f"{r['expansion']:.2f}×",
-            f"{r['client_seconds']:.3f}", f"{r['server_seconds']:.3f}", "yes" if r["correct"] else "NO",
+            str(r.clients), str(r.dim), f"{100 * r.dropout:.0f}%", "all" if r.neighbors is None else str(r.neighbors),
+            f"{r.client_bytes_sent / 1024:.1f}", f"{r.expansion:.2f}×",
+            f"{r.client_seconds:.3f}", f"{r.server_seconds:.3f}", "yes" if r.correct else "NO",
         ))
     columns = ("clients", "dim", "dropout", "neighbours", "KiB sent / client", "expansion vs float32",
                "client s", "server s", "exact sum")
     section.text = markdown_table(rows, columns)
     figure = Figure(figsize=(8, 3.2))
     left, right = figure.subplots(1, 2)
-    series: dict[tuple[int, float], list[dict[str, Any]]] = defaultdict(list)
+    series: dict[tuple[int, float], list[SecaggRecord]] = defaultdict(list)
     for r in records:
-        series[(r["dim"], r.get("dropout", 0.0))].append(r)
+        series[(r.dim, r.dropout)].append(r)
     for (dim, dropout), rs in sorted(series.items()):
-        rs.sort(key=lambda r: r["clients"])
-        n = [r["clients"] for r in rs]
+        rs.sort(key=lambda r: r.clients)
+        n = [r.clients for r in rs]
         tag = f"d={dim}, {100 * dropout:.0f}% drop"
-        left.plot(n, [r["client_bytes_sent"] / 1024 for r in rs], marker="o", label=f"masked upload · {tag}")
+        left.plot(n, [r.client_bytes_sent / 1024 for r in rs], marker="o", label=f"masked upload · {tag}")
         left.plot(n, [4 * dim / 1024 for _ in rs], linestyle="--", color="grey", linewidth=0.8)
-        right.plot(n, [r["client_seconds"] for r in rs], marker="o", label=f"client · {tag}")
-        right.plot(n, [r["server_seconds"] for r in rs], marker="s", label=f"server · {tag}")
+        right.plot(n, [r.client_seconds for r in rs], marker="o", label=f"client · {tag}")
+        right.plot(n, [r.server_seconds for r in rs], marker="s", label=f"server · {tag}")
     left.set_ylabel("KiB sent per client (dashed: float32 in the clear)")
     right.set_ylabel("seconds")
     for axis in (left, right):
-        _log_ticks(axis, [r["clients"] for r in records])
+        _log_ticks(axis, [r.clients for r in records])
         axis.set_xlabel("clients")
         axis.legend(fontsize=6)
         axis.grid(alpha=0.3)
@@ -373,7 +357,7 @@ def _fmt(value: Any, digits: str = ".3g") -> str:
     return "–" if value is None or math.isnan(number(value)) else format(number(value), digits)
 
 
-def leakage_section(audits: list[dict[str, Any]], properties: list[dict[str, Any]]) -> Section:
+def leakage_section(audits: list[AuditRecord], properties: list[PropertyRecord]) -> Section:
     """Empirical ε beside the accountant's (``gradleak audit --out``) and property-inference AUC
     (``gradleak property --out``): what a defense promises about membership, measured."""
     section = Section("Membership, properties and empirical ε")
@@ -383,9 +367,9 @@ def leakage_section(audits: list[dict[str, Any]], properties: list[dict[str, Any
         return section
     parts = []
     if audits:
-        rows = [(r["label"]["defense"], r["level"], _fmt(r["epsilon_accountant"]),
-                 f"{_fmt(r['epsilon_lower'])} ({r['confidence']:g})", _fmt(r.get("one_run_epsilon_lower")),
-                 _fmt(r["auc"]), _fmt(r["advantage"]), str(r["trials"])) for r in audits]
+        rows = [(r.label["defense"], r.level, _fmt(r.epsilon_accountant),
+                 f"{_fmt(r.epsilon_lower)} ({r.confidence:g})", _fmt(r.one_run_epsilon_lower),
+                 _fmt(r.auc), _fmt(r.advantage), str(r.trials)) for r in audits]
         parts.append("Audits: an empirical lower bound on ε from a membership attack's true and false positive "
                      "rates (Clopper–Pearson, confidence in brackets), beside the accountant's ε. A bound above "
                      "the accountant's ε means the mechanism is not what its accountant assumes.\n\n"
@@ -394,18 +378,18 @@ def leakage_section(audits: list[dict[str, Any]], properties: list[dict[str, Any
         if figure is not None:
             section.figures.append(("epsilon-audit.png", "Empirical ε lower bound against the accountant's ε", _png(figure)))
     if properties:
-        rows = [(r["dataset"], r["label"]["defense"], str(r["cohort"]), _fmt(r["auc"]),
-                 f"{_fmt(r['auc_low'])}–{_fmt(r['auc_high'])}", str(r["trials"])) for r in properties]
+        rows = [(r.dataset, r.label["defense"], str(r.cohort), _fmt(r.auc),
+                 f"{_fmt(r.auc_low)}–{_fmt(r.auc_high)}", str(r.trials)) for r in properties]
         parts.append("Property inference (Melis et al. 2019): ROC AUC of telling from a release whether a client's "
                      "data carry the property (0.5: no better than chance).\n\n" + markdown_table(rows, PROPERTY_COLUMNS))
     section.text = "\n\n".join(parts)
     return section
 
 
-def audit_figure(audits: list[dict[str, Any]]) -> Figure | None:
+def audit_figure(audits: list[AuditRecord]) -> Figure | None:
     """ε lower against ε accountant for the DP audits, with the line a correct mechanism stays under."""
-    points = [(number(r["epsilon_accountant"]), number(r["epsilon_lower"]), r["label"]["defense"]) for r in audits
-              if math.isfinite(number(r["epsilon_accountant"]))]
+    points = [(number(r.epsilon_accountant), number(r.epsilon_lower), r.label["defense"]) for r in audits
+              if math.isfinite(number(r.epsilon_accountant))]
     if not points:
         return None
     figure = Figure(figsize=(4.2, 3.4))
@@ -423,19 +407,21 @@ def audit_figure(audits: list[dict[str, Any]]) -> Figure | None:
     return figure
 
 
-def build_sections(records: list[dict[str, Any]], threshold_db: float = SUCCESS_DB) -> list[Section]:
-    attacks = _by_kind(records, "attack")
+def build_sections(records: Sequence[Record | dict[str, Any]], threshold_db: float = SUCCESS_DB) -> list[Section]:
+    """The report's sections from typed records (or records as read from JSON)."""
+    records = [from_dict(r) for r in records]
+    attacks = of_kind(records, AttackRecord)
     sections = [attack_section(attacks, threshold_db)]
     if attacks:
         sections.append(grid_section(attacks))
-    sections.append(privacy_section(attacks, _by_kind(records, "utility"), threshold_db))
-    sections.append(secagg_section(_by_kind(records, "secagg")))
-    sections.append(leakage_section(_by_kind(records, "audit"), _by_kind(records, "property")))
+    sections.append(privacy_section(attacks, of_kind(records, UtilityRecord), threshold_db))
+    sections.append(secagg_section(of_kind(records, SecaggRecord)))
+    sections.append(leakage_section(of_kind(records, AuditRecord), of_kind(records, PropertyRecord)))
     return sections
 
 
 def write_report(
-    records: list[dict[str, Any]],
+    records: Sequence[Record | dict[str, Any]],
     out: str | Path,
     threshold_db: float = SUCCESS_DB,
     title: str = "gradleak report",

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from gradleak.eval.metrics import format_db
+from gradleak.eval.records import AttackRecord, Record, of_kind
 
 SUCCESS_DB = 20.0  # PSNR at or above which an image counts as leaked
 
@@ -62,10 +63,10 @@ class Group:
     scenario: str
     attack: str
     defense: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[AttackRecord] = field(default_factory=list)
 
     def per_image(self, metric: str) -> list[float]:
-        return [number(image[metric]) for r in self.records for image in r["metrics"]["per_image"]]
+        return [number(image[metric]) for r in self.records for image in r.per_image]
 
     @property
     def psnr(self) -> Stat:
@@ -86,47 +87,42 @@ class Group:
     @property
     def stopped(self) -> int:
         """Runs whose round a defense stopped before the server saw an update (nothing recovered)."""
-        return sum(1 for r in self.records if r.get("stopped"))
+        return sum(1 for r in self.records if r.stopped)
 
     def success_rate(self, threshold_db: float = SUCCESS_DB) -> float:
         """Share of images at or above the threshold; a stopped run's images count as not recovered."""
         values = self.per_image("psnr")
-        missed = sum(number(r["config"]["scenario"].get("batch_size", 1)) for r in self.records if r.get("stopped"))
+        missed = sum(r.batch_size for r in self.records if r.stopped)
         total = len(values) + missed
         return float(sum(v >= threshold_db for v in values) / total) if total else math.nan
 
     @property
     def epsilon(self) -> float | None:
         """The group's ε when every run states the same one (DP defenses), else None."""
-        values = {r.get("epsilon") for r in self.records}
+        values = {r.epsilon for r in self.records}
         return number(values.pop()) if len(values) == 1 and None not in values else None
 
     @property
     def seconds(self) -> Stat:
-        return Stat.of(number(r["cost"]["attack_seconds"]) for r in self.records)
+        return Stat.of(number(r.cost["attack_seconds"]) for r in self.records)
 
     @property
     def evaluations(self) -> Stat:
         """Gradient evaluations the attack spent, where it reports them (its effort, for fair comparisons)."""
-        return Stat.of(number(r.get("attack_info", {}).get("evaluations")) for r in self.records)
+        return Stat.of(number(r.attack_info.get("evaluations")) for r in self.records)
 
     @property
     def upload_bytes(self) -> Stat:
-        return Stat.of(number(r["cost"].get("client_bytes_sent")) for r in self.records)
+        return Stat.of(number(r.cost.get("client_bytes_sent")) for r in self.records)
 
 
-def attack_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("kind") == "attack"]
-
-
-def group_runs(records: Iterable[dict[str, Any]]) -> list[Group]:
-    """Attack records grouped by their (scenario, attack, defense) labels, in the order of the
-    grid that produced them (each record's ``position``), not the order the runs finished in."""
-    records = sorted(attack_records(records), key=lambda r: r.get("position", 0))
+def group_runs(records: Iterable[Record | dict[str, Any]]) -> list[Group]:
+    """Attack records (typed, or as read from JSON) grouped by their (scenario, attack, defense)
+    labels, in the order of the grid that produced them (each record's ``position``), not the
+    order the runs finished in."""
     groups: dict[tuple[str, str, str], Group] = {}
-    for record in records:
-        label = record["label"]
-        key = (label["scenario"], label["attack"], label["defense"])
+    for record in sorted(of_kind(records, AttackRecord), key=lambda r: r.position):
+        key = (record.scenario, record.attack, record.defense)
         groups.setdefault(key, Group(*key)).records.append(record)
     return list(groups.values())
 

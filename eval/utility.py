@@ -35,7 +35,7 @@ from gradleak.data import load_dataset
 from gradleak.defenses import DEFENSES, build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import GradleakError
-from gradleak.eval.sweep.plan import stack_label
+from gradleak.eval.sweep.plan import Component, build_components, is_no_defense, stack_label
 from gradleak.eval.store import run_key
 from gradleak.federated import Client, poisson_cohort, run_round
 from gradleak.models import build
@@ -91,6 +91,7 @@ class UtilityRun:
     device: str = "auto"
     private_noise: bool = False  # True: DP noise from the OS CSPRNG instead of the seed
     plugins: tuple[str, ...] = ()
+    stack: tuple[Component, ...] = ()  # the scheduled defenses, parsed once by plan_utility
 
     @property
     def title(self) -> str:
@@ -99,9 +100,9 @@ class UtilityRun:
 
 def schedule(spec: str, config: UtilityConfig) -> str:
     """``spec`` with the DP schedule keys (``steps``, ``sample_rate``, ``clients``) it leaves open filled in."""
-    parsed = parse_spec(spec)
-    if parsed.name == "none":
+    if is_no_defense(spec):
         return spec
+    parsed = parse_spec(spec)
     cls = DEFENSES.get(parsed.name)
     fields = config_fields(cls.Config)
     params = dict(parsed.params)
@@ -141,7 +142,8 @@ def plan_utility(
                 "seed": seed,
                 "private_noise": private_noise,
             }
-            runs.append(UtilityRun(run_key(identity), config, specs, scheduled, seed, device, private_noise))
+            runs.append(UtilityRun(run_key(identity), config, specs, scheduled, seed, device, private_noise,
+                                   stack=tuple(Component.of(d) for d in stack)))
     return runs
 
 
@@ -161,7 +163,7 @@ def train_federated(run: UtilityRun) -> dict[str, Any]:
     config = run.config
     device = resolve_device(run.device)
     dataset = load_dataset(config.dataset)
-    stack = build_stack(run.scheduled)
+    stack = build_components(run.stack)
     test, slices = split(len(dataset), config, run.seed)
     clients = [Client(k, *dataset.get(indices)) for k, indices in enumerate(slices)]
     model = build(config.model, dataset.shape, dataset.num_classes, seed=config.model_seed + run.seed).to(device)

@@ -20,15 +20,13 @@ import torch
 from skimage import io
 
 import gradleak
-from gradleak.defenses import build_stack
 from gradleak.device import resolve_device
 from gradleak.errors import RoundStopped
 from gradleak.eval.sweep import backends
-from gradleak.eval.sweep.plan import Run, seeded_attack
+from gradleak.eval.sweep.plan import Run
 from gradleak.eval.metrics import Scores, score
 from gradleak.eval.sweep.tasks import Outcome, run_tasks
 from gradleak.scenario import build_round
-from gradleak.servers import build_server
 from gradleak.threat import Reconstruction, Truth
 
 RESULTS = "results.jsonl"
@@ -39,12 +37,12 @@ def execute(run: Run) -> dict[str, Any]:
     """Run one cell of the grid and return its result record (JSON-ready apart from floats)."""
     device = resolve_device(run.device)
     torch.manual_seed(run.seed)
-    stack = build_stack(run.defenses)
-    attack = seeded_attack(run.attack, run.seed, f"attack {run.attack!r}")
+    stack = run.build_stack()
+    attack = run.build_attack()
 
     start = time.perf_counter()
     try:
-        round_ = build_round(run.scenario, stack, device, noise_seed=run.seed, server=build_server(run.server))
+        round_ = build_round(run.scenario, stack, device, noise_seed=run.seed, server=run.build_server())
     except RoundStopped as stop:  # a defense stopped the round: clients refused the model, or secure aggregation aborted
         return stopped(run, stack, str(stop))
     round_seconds = time.perf_counter() - start

@@ -40,17 +40,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Mapping
 
-from gradleak.attacks import ATTACKS, build_attack
-from gradleak.defenses import DefenseStack, build_stack
+from gradleak.attacks import ATTACKS, Attack, build_attack
+from gradleak.defenses import DEFENSES, DefenseStack, build_stack
 from gradleak.errors import GradleakError
 from gradleak.eval.store import run_key
 from gradleak.eval.summary import SUCCESS_DB
 from gradleak.models import build
 from gradleak.scenario import Scenario, client_indices, scenario_dataset
-from gradleak.servers import build_server
+from gradleak.servers import SERVERS, Server, build_server
 from gradleak.spec import MAX_WORKERS, Range, Seed, config_fields, make_config, parse_spec
 
 STACK_JOIN = "+"
+NO_DEFENSE = "none"  # the spec naming no defense: alone, it is the undefended baseline of a grid
+
+
+def is_no_defense(spec: str) -> bool:
+    return parse_spec(spec).name == NO_DEFENSE
 
 
 @dataclass(frozen=True)
@@ -83,21 +88,48 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class Component:
+    """A registered attack, defense or server by name with its typed config: what a worker builds
+    from, so a spec string is parsed once, when the grid is planned."""
+
+    name: str
+    config: Any
+
+    @classmethod
+    def of(cls, built: Attack | Server | Any) -> "Component":
+        return cls(built.name, built.config)
+
+
+def build_components(defenses: Iterable[Component]) -> DefenseStack:
+    """The stack of planned defense components (already in stage order)."""
+    return DefenseStack(tuple(DEFENSES.get(d.name)(d.config) for d in defenses))
+
+
+@dataclass(frozen=True)
 class Run:
     """One cell of the grid, self-contained and picklable (it travels to a worker process)."""
 
     key: str
     config: dict[str, Any]  # what the key is computed from; stored in the record
     scenario: Scenario
-    label: dict[str, str]  # scenario / attack / defense, as the report names them
-    attack: str
-    defenses: tuple[str, ...]
+    label: dict[str, str]  # scenario / attack / defense, as the report names them (the specs as written)
+    attack: Component  # its seed already set from the run's where its config has one
+    defenses: tuple[Component, ...]  # in stage order; empty: no defense
     seed: int
     device: str
     out: str
     plugins: tuple[str, ...] = ()
-    server: str = "honest"  # the server spec: what each client receives
+    server: Component = Component("honest", None)  # what each client receives; None: the paper defaults
     position: int = 0  # in the grid, for tables in grid order; not part of the run's identity
+
+    def build_attack(self) -> Attack:
+        return ATTACKS.get(self.attack.name)(self.attack.config)
+
+    def build_stack(self) -> DefenseStack:
+        return build_components(self.defenses)
+
+    def build_server(self) -> Server:
+        return SERVERS.get(self.server.name)(self.server.config)
 
     @property
     def title(self) -> str:
@@ -118,8 +150,8 @@ def parse_stack(entry: Any, where: str) -> tuple[str, ...]:
         raise GradleakError(f"{where}: a defense stack is a spec string or a list of specs, not {entry!r}")
     if not specs or any(not s for s in specs):
         raise GradleakError(f"{where}: empty defense spec in {entry!r}")
-    specs = [s for s in specs if parse_spec(s).name != "none"]
-    return tuple(specs) or ("none",)
+    specs = [s for s in specs if not is_no_defense(s)]
+    return tuple(specs) or (NO_DEFENSE,)
 
 
 def stack_label(specs: Iterable[str]) -> str:
@@ -297,13 +329,13 @@ def plan(config: GridConfig) -> list[Run]:
                     config=run_config,
                     scenario=seeded,
                     label={"scenario": name, "attack": attack_spec, "defense": stack_label(specs)},
-                    attack=attack_spec,
-                    defenses=specs,
+                    attack=Component.of(attack),
+                    defenses=tuple(Component.of(d) for d in stack),
                     seed=seed,
                     device=settings.device,
                     out=settings.out,
                     plugins=settings.plugins,
-                    server=server_spec,
+                    server=Component.of(server),
                     position=len(runs),
                 ))
     keys = [r.key for r in runs]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from gradleak.commands.options import in_file, number, out_dir
-from gradleak.eval.report import load_results, write_report
+from gradleak.eval.records import load_records
+from gradleak.eval.report import write_report
 from gradleak.eval.summary import SUCCESS_DB
 
 
@@ -26,6 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    md, html = write_report(load_results(args.results), args.out, threshold_db=args.threshold_db, title=args.title)
+    md, html = write_report(load_records(args.results), args.out, threshold_db=args.threshold_db, title=args.title)
     print(f"wrote {md}\nwrote {html}")
     return 0

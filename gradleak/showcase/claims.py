@@ -41,6 +41,7 @@ from gradleak.defenses import build_defense
 from gradleak.defenses.accounting import compute_epsilon
 from gradleak.eval.secagg_costs import SECAGG_RESULTS, CostPoint, measure
 from gradleak.eval.differencing import Trials, rare_class_trials
+from gradleak.eval.records import UtilityRecord
 from gradleak.eval.report import utility_groups
 from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import Stat, markdown_table, number
@@ -237,8 +238,8 @@ def _examples_per_client(config: UtilityConfig) -> int:
     return len(slices[0])
 
 
-def _accuracy(records: list[dict[str, Any]]) -> Stat:
-    return Stat.of(100 * number(r["accuracy"]) for r in records)
+def _accuracy(records: list[UtilityRecord]) -> Stat:
+    return Stat.of(100 * number(r.accuracy) for r in records)
 
 
 def accuracy_claim(plan: ClaimsPlan, m: Measurements) -> Verdict:
@@ -260,7 +261,7 @@ def accuracy_claim(plan: ClaimsPlan, m: Measurements) -> Verdict:
             low, high = CLAIMED_COST[eps]
             inside = low <= cost <= high
             hits.append(inside)
-            sigma = rs[0].get("noise_multiplier")
+            sigma = rs[0].noise_multiplier
             rows.append((config.setting, f"{plan.mechanism}, ε = {eps:g}", f"{sigma:.2f}" if sigma else "–",
                          stat.format(), f"{cost:.1f}", f"{low:g}–{high:g}", "yes" if inside else "no"))
     if not hits:

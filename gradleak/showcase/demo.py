@@ -30,14 +30,16 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 from gradleak.attacks import ATTACKS
 from gradleak.defenses import DEFENSES
 from gradleak.errors import GradleakError
 from gradleak.eval.secagg_costs import CostPoint, measure
-from gradleak.eval.sweep.plan import Run, parse_config, plan
+from gradleak.eval.sweep.plan import Run, is_no_defense, parse_config, plan
 from gradleak.eval.sweep.execute import RESULTS, execute
-from gradleak.eval.report import load_results, write_report
+from gradleak.eval.records import AttackRecord, UtilityRecord, load_records, of_kind
+from gradleak.eval.report import write_report
 from gradleak.eval.sweep.tasks import run_tasks
 from gradleak.eval.summary import group_runs, table_rows, text_table
 from gradleak.eval.utility import UtilityConfig, UtilityRun, plan_utility, train_federated
@@ -120,7 +122,7 @@ def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
     """The plan restricted to what is registered in this install, with a note for what is not."""
     attacks = tuple(a for a in plan_.attacks if a in ATTACKS)
     baseline = tuple(a for a in plan_.baseline_attacks if a in ATTACKS)
-    defenses = tuple(d for d in plan_.defenses if parse_spec(d).name == "none" or parse_spec(d).name in DEFENSES)
+    defenses = tuple(d for d in plan_.defenses if is_no_defense(d) or parse_spec(d).name in DEFENSES)
     wanted = (*plan_.attacks, *plan_.baseline_attacks, *plan_.defenses)
     missing = [x for x in wanted if x not in (*attacks, *baseline, *defenses)]
     notes = [f"not installed, left out: {', '.join(missing)}"] if missing else []
@@ -129,10 +131,10 @@ def _available(plan_: DemoPlan) -> tuple[DemoPlan, list[str]]:
             f"the demo needs the attack {' or '.join(plan_.attacks)}, but this install registers "
             f"{', '.join(ATTACKS.names()) or 'no attack'}"
         )
-    utility_defenses = tuple(d for d in plan_.utility_defenses if parse_spec(d).name in ("none", *DEFENSES))
+    utility_defenses = tuple(d for d in plan_.utility_defenses if is_no_defense(d) or parse_spec(d).name in DEFENSES)
     missing_dp = [d for d in plan_.utility_defenses if d not in utility_defenses]
     notes += [f"not installed, left out of the utility table: {', '.join(missing_dp)}"] if missing_dp else []
-    utility = plan_.utility if any(parse_spec(d).name != "none" for d in utility_defenses) else ()
+    utility = plan_.utility if not all(map(is_no_defense, utility_defenses)) else ()
     cost_clients = plan_.cost_clients if "secagg" in DEFENSES else ()
     return dataclasses.replace(plan_, attacks=attacks, baseline_attacks=baseline, defenses=defenses, utility=utility,
                                utility_defenses=utility_defenses, cost_clients=cost_clients), notes
@@ -147,7 +149,7 @@ def attack_spec(name: str, evaluations: int, starts: int | None) -> str:
 
 def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
     """The attack grid, labelled by attack name (the budgets are in the notes)."""
-    aggregators = [d for d in plan_.defenses if d != "none" and DEFENSES.get(parse_spec(d).name).stage == "aggregation"]
+    aggregators = [d for d in plan_.defenses if not is_no_defense(d) and DEFENSES.get(parse_spec(d).name).stage == "aggregation"]
     tables = []
     for data in plan_.datasets:
         scenario = {"name": data.dataset, "dataset": data.dataset, "cohort_size": plan_.cohort}
@@ -164,7 +166,7 @@ def demo_runs(plan_: DemoPlan, out: Path, device: str) -> list[Run]:
             tables.append({**scenario, "defenses": ["none"],
                            "attacks": [attack_spec(a, data.evaluations, None) for a in plan_.baseline_attacks]})
     runs = plan(parse_config({"out": str(out), "device": device, "scenario": tables}, "the demo"))
-    return [dataclasses.replace(r, label={**r.label, "attack": parse_spec(r.attack).name}) for r in runs]
+    return [dataclasses.replace(r, label={**r.label, "attack": r.attack.name}) for r in runs]
 
 
 def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "auto") -> DemoOutcome:
@@ -207,12 +209,11 @@ def run_demo(plan_: DemoPlan, out: str | Path, workers: int = 2, device: str = "
     notes += [f"{task.title}: {error}" for task, error in outcome.failures]
 
     keys = {t.key for t in (*runs, *points, *trainings)}
-    records = [r for r in load_results([out / RESULTS]) if r["key"] in keys]
-    notes += [f"{r['label']['scenario']}, {r['label']['defense']}: stopped: {r['stopped']}"
-              for r in records if r.get("stopped")]
+    records = [r for r in load_records([out / RESULTS]) if r.key in keys]
+    notes += [f"{r.scenario}, {r.defense}: stopped: {r.stopped}" for r in of_kind(records, AttackRecord) if r.stopped]
     _, html = write_report(records, out / "report", title="gradleak demo")
     table = text_table(table_rows(group_runs(records)))
-    utility = [r for r in records if r.get("kind") == "utility"]
+    utility = of_kind(records, UtilityRecord)
     return DemoOutcome(table=table, report=html, notes=notes, seconds=time.perf_counter() - start,
                        utility=text_table(tradeoff_rows(utility), TRADEOFF_COLUMNS) if utility else "")
 
@@ -226,19 +227,20 @@ def utility_trainings(plan_: DemoPlan, device: str = "auto") -> list[UtilityRun]
 TRADEOFF_COLUMNS = ("clients per round", "defense", "ε", "test accuracy %", "cost (points)", "training")
 
 
-def tradeoff_rows(records: list[dict]) -> list[tuple[str, ...]]:
+def tradeoff_rows(records: Iterable[UtilityRecord | dict[str, Any]]) -> list[tuple[str, ...]]:
     """Privacy against utility: accuracy and its cost against no defense, the cohort beside each, smallest cohort first."""
-    def order(record: dict) -> tuple:
-        return record["config"]["cohort"], record["config"]["clients"], -(record.get("epsilon") or math.inf)
+    def order(record: UtilityRecord) -> tuple:
+        return record.config["cohort"], record.config["clients"], -(record.epsilon or math.inf)
 
-    clean = {(r["config"]["cohort"], r["config"]["clients"]): r["accuracy"] for r in records if r["epsilon"] is None}
+    records = of_kind(records, UtilityRecord)
+    clean = {(r.config["cohort"], r.config["clients"]): r.accuracy for r in records if r.epsilon is None}
     rows = []
     for r in sorted(records, key=order):
-        c = r["config"]
+        c = r.config
         base = clean.get((c["cohort"], c["clients"]))
-        cost = "–" if r["epsilon"] is None or base is None else f"{100 * (base - r['accuracy']):.1f}"
-        rows.append((f"{c['cohort']} of {c['clients']:,}", r["label"]["defense"],
-                     "–" if r["epsilon"] is None else f"{r['epsilon']:.3g}", f"{100 * r['accuracy']:.1f}", cost,
+        cost = "–" if r.epsilon is None or base is None else f"{100 * (base - r.accuracy):.1f}"
+        rows.append((f"{c['cohort']} of {c['clients']:,}", r.defense,
+                     "–" if r.epsilon is None else f"{r.epsilon:.3g}", f"{100 * r.accuracy:.1f}", cost,
                      f"{c['rounds']} rounds × {c['local_steps']} local step(s), {c['dataset']}"))
     return rows
 

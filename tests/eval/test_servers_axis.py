@@ -22,8 +22,8 @@ def test_servers_multiply_the_grid_and_leave_the_honest_runs_keys_alone(tmp_path
     honest = grid(tmp_path)
     both = grid(tmp_path, servers=["honest", "inconsistent:target=1"])
     assert len(both) == 2 * len(honest)
-    assert [r.key for r in both if r.server == "honest"] == [r.key for r in honest]
-    malicious = [r for r in both if r.server != "honest"]
+    assert [r.key for r in both if r.server.name == "honest"] == [r.key for r in honest]
+    malicious = [r for r in both if r.server.name != "honest"]
     assert all(r.label["scenario"].endswith("inconsistent:target=1 server") for r in malicious)
     assert all(r.config["server"]["config"]["target"] == 1 for r in malicious)
     assert not {r.key for r in malicious} & {r.key for r in honest}
