@@ -173,11 +173,13 @@ def test_no_false_alarm_over_50_honest_rounds(name, model_name, epochs, request)
 
 
 def test_the_report_lists_the_runs_with_refusals():
+    from gradleak.eval.records import AttackRecord
     from gradleak.eval.report import refusals_text
 
     label = {"scenario": "faces/b1", "defense": "vet", "attack": "idlg"}
-    records = [{"label": label, "seed": 0, "view": {"refused": {"2": "vet: weight net.1.weight gets no gradient"}}},
-               {"label": label, "seed": 1, "view": {"refused": {}}}, {"label": label, "seed": 2}]
+    records = [AttackRecord.from_dict(r) for r in (
+        {"key": "a", "label": label, "seed": 0, "view": {"refused": {"2": "vet: weight net.1.weight gets no gradient"}}},
+        {"key": "b", "label": label, "seed": 1, "view": {"refused": {}}}, {"key": "c", "label": label, "seed": 2})]
     text = refusals_text(records)
     assert "seed 0: client 2 refused (vet: weight net.1.weight" in text and "seed 1" not in text
     assert refusals_text(records[1:]) == ""
