@@ -41,9 +41,7 @@ from gradleak.threat import Reconstruction, ServerView
 
 @dataclass(frozen=True)
 class ManySettings:
-    # problems stepped together in each worker; 0: 8 on the CPU, where 8 cost as little per problem as
-    # 24 (2.1 against 2.3 ms, compiled, one thread) and leave a shorter tail, 64 on CUDA
-    slots: int = 0
+    slots: int = 0  # problems stepped together in each worker; 0: 8 on the CPU (docs/attacks.md), 64 on CUDA
     workers: int = 1  # processes, each applying ``compute``
     compute: Compute = Compute()  # each worker's threads and backend (the calling process keeps its own)
 
@@ -210,10 +208,8 @@ class _ManySearch:
         """Once no problem waits, drop the idle slots (and their rows of ``grads``, returned)."""
         busy = [k for k, slot in enumerate(self.slots) if slot.problem is not None]
         width = len(self.slots)
-        # A compiled function is specialised to its batch width (vmap's convolutions fix it, and
-        # a new width recompiles: ~30 s on one CPU thread), so a compiled batch narrows only when
-        # at most a quarter of it is busy, and runs eagerly from then on: on LeNet-Zhu, one CPU
-        # thread, 2 problems cost 17.5 ms a step eagerly against 26 ms for 8 compiled.
+        # a compiled function is fixed to its batch width (a new width recompiles), so a compiled
+        # batch narrows only when at most a quarter of it is busy, and then runs eagerly
         if self.queue or not busy or len(busy) == width or (self.compiled and 4 * len(busy) > width):
             return grads
         keep = torch.tensor(busy, device=self.device)

@@ -252,9 +252,7 @@ class RGAP(DLG):
 
     @dataclass(frozen=True)
     class Config(DLG.Config):
-        # L-BFGS evaluations polishing the analytic image (R-GAP: none; 0 returns it as it is);
-        # later starts, if it stalls, are DLG's random ones with the same budget.
-        iterations: Annotated[int, Range(0, MAX_ITERATIONS)] = 10000
+        iterations: Annotated[int, Range(0, MAX_ITERATIONS)] = 10000  # L-BFGS polishing the analytic image (R-GAP: none, 0)
         labels: str = "idlg"  # the analytic rule (R-GAP reads g off the bias gradient too); or known
 
     def reconstruct(
