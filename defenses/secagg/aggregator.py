@@ -34,7 +34,7 @@ DropoutRound = Literal["advertise", "share", "mask", "consistency", "unmask"]
 class SecAggConfig:
     neighbors: Annotated[int | None, Range(1, MAX_CLIENTS)] = None  # SecAgg+ degree k; None: complete for small cohorts, else O(log n) (graph.py)
     threshold: Annotated[int | None, Range(2, MAX_CLIENTS)] = None  # t per neighbourhood of k + 1; None: a majority (above 2/3 if active)
-    bits: Annotated[int, Range(1, MAX_BITS)] = 32  # b, the ring Z_{2^b}: a masked entry is as large as a float32 (issue 4)
+    bits: Annotated[int, Range(1, MAX_BITS)] = 32  # b, the ring Z_{2^b}: a masked entry is as large as a float32
     value_bits: Annotated[int | None, Range(2, MAX_VALUE_BITS)] = None  # k, including the sign; None: the most that cannot wrap for the round
     clip: Annotated[float, Range(0, None, low_open=True)] = 8.0  # per-coordinate range [-clip, clip]; model updates stay well inside it
     dropout: Annotated[float, Range(0, 1, high_open=True)] = 0.0  # fraction of the cohort that drops out (simulated)
