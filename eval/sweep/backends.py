@@ -49,10 +49,10 @@ def gpus_for(device: str, cluster_gpus: float) -> int:
 
 def _ray_task(execute: Execute, task: Task, compute: Compute) -> tuple[dict[str, Any] | None, str | None]:
     """A cell as a Ray worker runs it: like a pool worker, under the run's Compute and with no inner bars."""
-    compute.apply()  # a Ray worker process belongs to the sweep, as a pool worker does
     set_quiet(True)
     import_plugins(task.plugins)
-    return _attempt(execute, task)
+    with compute.applied():  # Ray reuses its workers: hand this one back with the settings it had
+        return _attempt(execute, task)
 
 
 def _start_ray(address: str | None, workers: int):

@@ -9,11 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from gradleak.cli import main
 from gradleak.compute import Compute
@@ -109,25 +107,14 @@ def test_sigkill_mid_sweep_on_ray_then_resume_loses_and_repeats_nothing(tmp_path
     assert sorted(r["seed"] for r in records) == list(range(8))  # each seed once: nothing lost, nothing twice
 
 
-@dataclass(frozen=True)
-class Probe:
-    key: str
-    plugins: tuple[str, ...] = ()
-
-    @property
-    def title(self) -> str:
-        return self.key
-
-
-def seen_settings(task: Probe) -> dict:
-    return {"key": task.key, "seen": {"threads": torch.get_num_threads(), "onednn": bool(torch.backends.mkldnn.enabled)}}
-
-
 @pytest.mark.slow  # starts Ray: about 50 s on 2 busy cores
 @needs_ray
 def test_ray_tasks_run_under_the_runs_compute(tmp_path, monkeypatch):
-    # Ray's workers import seen_settings by its module name (tests.integrations...): put the checkout on their path
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    # Ray's workers import seen_settings by its module name (tests.eval...): put the checkout on their path
+    root = str(Path(__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", root)
+    monkeypatch.syspath_prepend(root)
+    from tests.eval.test_compute_records import Probe, seen_settings
     asked = Compute(threads=2, onednn=not Compute.current().onednn)  # neither Ray's nor the pool's default
     outcome = run_tasks([Probe("a"), Probe("b")], tmp_path / RESULTS, seen_settings, 2, asked, backend=backend("ray"))
     assert outcome.finished == 2, outcome.failures
