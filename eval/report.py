@@ -35,7 +35,7 @@ from skimage import io as skio
 
 import gradleak
 from gradleak.eval.records import (
-    AttackRecord, AuditRecord, PropertyRecord, Record, SecaggRecord, UtilityRecord, from_dict, load_records, of_kind,
+    AttackRecord, AuditRecord, PropertyRecord, Record, SecaggRecord, UtilityRecord, from_dict, of_kind,
 )
 from gradleak.eval.summary import (
     SUCCESS_DB, TABLE_COLUMNS, VERDICT_COLUMNS, Stat, defense_verdicts, group_runs, markdown_table, number,
@@ -93,7 +93,6 @@ def attack_section(records: list[AttackRecord], threshold_db: float) -> Section:
     return section
 
 
-load_results = load_records  # the name results were read by before records were typed
 
 
 def grid_figure(records: list[AttackRecord], attack: str) -> Figure | None:

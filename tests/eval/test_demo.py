@@ -9,7 +9,7 @@ import pytest
 from gradleak.attacks import ATTACKS
 from gradleak.cli import main
 from gradleak.eval.sweep.execute import RESULTS
-from gradleak.eval.report import load_results
+from gradleak.eval.records import load_records
 from gradleak.eval.summary import group_runs
 
 
@@ -20,7 +20,7 @@ def test_quick_demo_leaks_without_defense_not_under_dp_or_secagg_and_its_report_
         pytest.skip("the demo's attack (idlg) is not registered")
     assert main(["--quiet", "--onednn", onednn, "demo", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
 
-    runs = group_runs(load_results([tmp_path / RESULTS]))
+    runs = group_runs(load_records([tmp_path / RESULTS]))
     groups = {g.defense: g for g in runs if g.scenario == "faces"}
     assert set(groups) == {"none", "dp-sgd:epsilon=1", "secagg"}
     assert groups["none"].psnr.mean >= 40

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from gradleak.cli import main
-from gradleak.eval.report import build_sections, load_results
+from gradleak.eval.records import load_records
+from gradleak.eval.report import build_sections
 from gradleak.eval.store import read_records
 
 AUDIT = ["audit", "--defense", "dp-sgd:epsilon=2", "--trials", "40", "--canaries", "0"]
@@ -23,7 +24,7 @@ def test_audits_and_property_inference_are_recorded_once_and_reported(tmp_path, 
     assert [r["kind"] for r in records] == ["audit", "property"]
     assert records[0]["epsilon_lower"] <= records[0]["epsilon_accountant"]
 
-    (section,) = [s for s in build_sections(load_results([tmp_path / "results.jsonl"]))
+    (section,) = [s for s in build_sections(load_records([tmp_path / "results.jsonl"]))
                   if s.title == "Membership, properties and empirical ε"]
     assert "| dp-sgd:epsilon=2 | example | 2 |" in section.text
     assert "| digits | none | 1 |" in section.text

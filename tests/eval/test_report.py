@@ -12,7 +12,8 @@ import pytest
 from gradleak.cli import main
 from gradleak.eval.sweep.plan import load_config, plan
 from gradleak.eval.sweep.execute import RESULTS, run_grid
-from gradleak.eval.report import load_results, write_report
+from gradleak.eval.records import load_records
+from gradleak.eval.report import write_report
 from gradleak.eval.store import ResultStore
 from gradleak.eval.summary import Stat, defense_verdicts, group_runs
 
@@ -105,7 +106,7 @@ def test_report_command_writes_markdown_and_html_with_every_section(results, tmp
 
 
 def test_report_renders_in_headless_chromium(results, tmp_path, decoded_widths):
-    records = load_results([results])
+    records = load_records([results])
     _, page = write_report(records, tmp_path / "report")
     widths = decoded_widths(page)
     assert len(widths) == page.read_text().count("<img ") == 4
