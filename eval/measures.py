@@ -15,9 +15,8 @@ from typing import Any, Callable
 
 import gradleak
 from gradleak.eval.metrics import jsonable
-from gradleak.eval.store import ResultStore, run_key
+from gradleak.eval.store import RESULTS, ResultStore, run_key
 
-RESULTS = "results.jsonl"
 
 
 def measure_once(out: str | Path, kind: str, defense: str, config: Any, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

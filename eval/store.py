@@ -19,6 +19,8 @@ from typing import Any, Iterator
 from gradleak.errors import GradleakError
 from gradleak.eval.metrics import jsonable
 
+RESULTS = "results.jsonl"  # the file name a results folder keeps its records in
+
 
 def run_key(config: dict[str, Any]) -> str:
     """A short stable name for a run: SHA-256 of its configuration as canonical JSON."""

@@ -23,13 +23,13 @@ import gradleak
 from gradleak.device import resolve_device
 from gradleak.errors import RoundStopped
 from gradleak.eval.sweep import backends
+from gradleak.eval.store import RESULTS
 from gradleak.eval.sweep.plan import Run
 from gradleak.eval.metrics import Scores, score
 from gradleak.eval.sweep.tasks import Outcome, run_tasks
 from gradleak.scenario import build_round
 from gradleak.threat import Reconstruction, Truth
 
-RESULTS = "results.jsonl"
 MAX_SAVED_IMAGES = 16  # per run; a large batch is summarised by its first images
 
 

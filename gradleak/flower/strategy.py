@@ -33,10 +33,9 @@ import gradleak
 from gradleak.eval.sweep.plan import seeded_attack
 from gradleak.eval.sweep.execute import save_images
 from gradleak.eval.metrics import score
-from gradleak.eval.store import ResultStore, run_key
+from gradleak.eval.store import RESULTS, ResultStore, run_key
 from gradleak.threat import LocalTraining, Normalization, ServerView, Truth
 
-RESULTS = "results.jsonl"
 NUM_EXAMPLES = "num-examples"  # the message API's metric FedAvg weights by
 
 
