@@ -5,10 +5,17 @@ gradient and the update), gradleak's ``dp-sgd`` defense with ``clipping=fast`` (
 ghost clipping) and ``clipping=vmap`` (per-example gradients), Opacus's ``GradSampleModule`` +
 ``DPOptimizer`` (``opacus``, per-example gradients from hooks) and Opacus's ghost clipping
 (``opacus-ghost``: ``GradSampleModuleFastGradientClipping`` + ``DPLossFastGradientClipping``,
-two backward passes). All are timed in interleaved rounds and the median is kept, so machine
-noise hits them alike; what matters are the ratios. Peak memory is measured once per mode in a
-subprocess of its own: the growth of the peak resident set over three steps (CPU, Linux's VmHWM), or
-``torch.cuda.max_memory_allocated`` (CUDA).
+two backward passes).
+
+Each mode runs in processes of its own, as a user's training runs. In one shared process, one
+mode's allocations move the C allocator's heap thresholds for the next (Opacus frees ~10 MB of
+patches a step), so a mode's time would depend on its neighbour's page faults; and whether a
+process page-faults every step depends on how its heap happened to be laid out, so each mode runs
+in ``--processes`` of them (default 2) and the median is over all their steps. The processes are
+timed in interleaved rounds (one step each in turn), so machine noise hits them alike; what
+matters are the ratios. ``--same-process`` times all modes in one process instead. Peak memory
+is measured once per mode in a subprocess of its own: the growth of the peak resident set over three
+steps (CPU, Linux's VmHWM), or ``torch.cuda.max_memory_allocated`` (CUDA).
 
     python benchmarks/dp_sgd.py                # LeNet-Zhu (batch 64) and ResNet-18/GroupNorm (batch 32)
     python benchmarks/dp_sgd.py --device cuda --rounds 20 --json
@@ -138,6 +145,14 @@ MODES: dict[str, Callable[..., Callable[[], None]]] = {
 }
 
 
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def measure(steps: dict[str, Callable[[], None]], rounds: int, device: torch.device) -> dict[str, float]:
     """Median seconds per step of each, timed in interleaved rounds after one warm-up step each."""
     for step in steps.values():
@@ -145,12 +160,51 @@ def measure(steps: dict[str, Callable[[], None]], rounds: int, device: torch.dev
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
-            sync(device)
-            start = time.perf_counter()
-            step()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(step, device))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+class Worker:
+    """One mode's step in a process of its own, timed one step per request (a line on its stdin)."""
+
+    def __init__(self, case: str, mode: str, args: argparse.Namespace) -> None:
+        command = [sys.executable, __file__, "--worker-of", mode, "--case", case, "--device", args.device, "--threads", str(args.threads)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def __call__(self) -> float:
+        self.process.stdin.write("step\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker {self.process.args[3]} exited with {self.process.wait()}")
+        return float(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def serve(case: str, mode: str, device: torch.device) -> None:
+    """The worker's side: one timed step (seconds on stdout) per line on stdin, until stdin closes."""
+    step = setup(case, mode, device)
+    for _ in sys.stdin:
+        print(timed(step, device), flush=True)
+
+
+def measure_in_processes(case: str, args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds per step of each mode over ``args.processes`` processes of its own, in interleaved rounds."""
+    workers = {mode: [Worker(case, mode, args) for _ in range(args.processes)] for mode in MODES}
+    try:
+        for worker in (w for group in workers.values() for w in group):
+            worker()  # warm-up
+        times: dict[str, list[float]] = {mode: [] for mode in workers}
+        for _ in range(args.rounds):
+            for mode, group in workers.items():
+                times[mode].extend(worker() for worker in group)
+    finally:
+        for worker in (w for group in workers.values() for w in group):
+            worker.close()
+    return {mode: statistics.median(t) for mode, t in times.items()}
 
 
 def setup(case: str, mode: str, device: torch.device) -> Callable[[], None]:
@@ -193,7 +247,10 @@ def peak_memory_in_subprocess(case: str, mode: str, args: argparse.Namespace) ->
 
 def bench(case: str, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     batch = CASES[case][1]
-    seconds = measure({mode: setup(case, mode, device) for mode in MODES}, args.rounds, device)
+    if args.same_process:
+        seconds = measure({mode: setup(case, mode, device) for mode in MODES}, args.rounds, device)
+    else:
+        seconds = measure_in_processes(case, args)
     rate = {mode: batch / s for mode, s in seconds.items()}
     memory = {mode: peak_memory_in_subprocess(case, mode, args) for mode in MODES} if args.memory else {}
     best_opacus = max(("opacus", "opacus-ghost"), key=rate.get)
@@ -202,6 +259,7 @@ def bench(case: str, args: argparse.Namespace, device: torch.device) -> dict[str
         "batch": batch,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "processes_per_mode": 0 if args.same_process else args.processes,  # 0: all modes in one process
         **{f"{mode}_samples_per_s": r for mode, r in rate.items()},
         **{f"{mode}_peak_mib": m for mode, m in memory.items()},
         "best_opacus": best_opacus,
@@ -218,20 +276,29 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads on the CPU (default 1)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory subprocesses")
+    parser.add_argument("--processes", type=int, default=2, help="processes per mode (default 2)")
+    parser.add_argument("--same-process", action="store_true", help="time all modes in this one process")
     parser.add_argument("--memory-of", choices=MODES, help=argparse.SUPPRESS)  # the per-mode subprocess
+    parser.add_argument("--worker-of", choices=MODES, help=argparse.SUPPRESS)  # the per-mode timing process
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error(f"--processes must be at least 1, not {args.processes}")
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if args.memory_of:
         print(peak_memory(args.case[0], args.memory_of, device))
+        return
+    if args.worker_of:
+        serve(args.case[0], args.worker_of, device)
         return
     results = [bench(case, args, device) for case in args.case or CASES]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for r in results:
-        print(f"{r['case']} batch {r['batch']} on {r['device']}, {r['threads']} thread(s)")
+        print(f"{r['case']} batch {r['batch']} on {r['device']}, {r['threads']} thread(s), "
+              + (f"{r['processes_per_mode']} processes per mode" if r["processes_per_mode"] else "one process"))
         for mode in MODES:
             memory = f"{r[f'{mode}_peak_mib']:>9.0f} MiB peak" if args.memory else ""
             print(f"  {mode:<14} {r[f'{mode}_samples_per_s']:>10.1f} samples/s {memory}")

@@ -30,6 +30,8 @@ shared between modules; otherwise :func:`clipped_gradient_sum` uses the vmap pat
 
 from __future__ import annotations
 
+import math
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -97,12 +99,71 @@ def _linear(m: nn.Linear, a: torch.Tensor, e: torch.Tensor, names: dict[str, str
     return _finish(squares, sums, names)
 
 
+# Examples per im2col block: about a MiB of float32 patches, so a block stays in cache between
+# being written and multiplied.
+BLOCK_FLOATS = 1 << 18
+
+
+class _Scratch(threading.local):
+    """Memory for per-example gradients and patches, kept per thread from one call to the next.
+
+    Allocated afresh each step, these few MB went back to the OS at the step's end and were
+    faulted back in at the next, a thousand page faults a step on LeNet-Zhu at batch 64, in some
+    processes and not others. Slices are handed out in order and all taken back at :meth:`reset`;
+    nothing taken escapes :func:`book_keeping_clipped_sum`.
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self.used: dict[tuple[torch.device, torch.dtype], int] = {}
+
+    def reset(self) -> None:
+        self.used.clear()
+
+    def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        key, numel = (like.device, like.dtype), math.prod(shape)
+        used, buffer = self.used.get(key, 0), self.buffers.get(key)
+        if buffer is None or used + numel > buffer.numel():
+            # Earlier slices keep the old buffer alive until the call ends; the next call fits in this one.
+            buffer = self.buffers[key] = like.new_empty(used + numel + (0 if buffer is None else buffer.numel()))
+        self.used[key] = used + (numel + 15) // 16 * 16  # 64-byte aligned float32 slices
+        return buffer[used : used + numel].view(shape)
+
+
+_scratch = _Scratch()
+
+
+def _conv2d_per_example(m: nn.Conv2d, a: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Per-example weight gradients ``e_i^T a_i`` (B, p, kh, kw, c_in), a block of examples at a time.
+
+    Each block is copied channels-last into a zero-bordered buffer, its patches ``a_i``
+    (T x kh kw c_in) gathered in the order (kh, kw, c_in) whose inner runs are contiguous there, and
+    multiplied by ``e_i`` in one batched product.
+    """
+    B, (p, c_in, kh, kw), (H, W) = len(a), m.weight.shape, a.shape[2:]
+    (ph, pw), (sh, sw), (dh, dw) = m.padding, m.stride, m.dilation
+    Ho, Wo = e.shape[2:]
+    T, d = Ho * Wo, kh * kw * c_in
+    E = e.flatten(2)  # (B, p, T)
+    block = min(B, max(1, BLOCK_FLOATS // (T * d)))
+    padded = _scratch.take((block, H + 2 * ph, W + 2 * pw, c_in), a).zero_()  # blocks overwrite only the inside
+    patches = _scratch.take((block, Ho, Wo, kh, kw, c_in), a)
+    G = _scratch.take((B, p, d), a)
+    for start in range(0, B, block):
+        n = min(block, B - start)
+        padded[:n, ph : ph + H, pw : pw + W].copy_(a[start : start + n].permute(0, 2, 3, 1))
+        windows = padded[:n].unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+        patches[:n].copy_(windows.permute(0, 1, 2, 4, 5, 3))
+        torch.bmm(E[start : start + n], patches[:n].view(n, T, d), out=G[start : start + n])
+    return G.view(B, p, kh, kw, c_in)
+
+
 def _conv2d(m: nn.Conv2d, a: torch.Tensor, e: torch.Tensor, names: dict[str, str]) -> Rule:
     if m.padding_mode != "zeros" or m.groups != 1 or isinstance(m.padding, str):
         raise NotExact(f"Conv2d with padding_mode={m.padding_mode!r}, groups={m.groups}, padding={m.padding!r}")
     squares, sums = [], {}
     if "weight" in names:
-        B, shape, T = len(a), m.weight.shape, e.shape[2] * e.shape[3]
+        shape, T = m.weight.shape, e.shape[2] * e.shape[3]
         if _prefers_ghost(T, shape[1:].numel(), m.out_channels):
             A = F.unfold(a, m.kernel_size, m.dilation, m.padding, m.stride).mT  # (B, T, d)
             squares.append(_ghost_norms(A, e.flatten(2).mT))
@@ -110,12 +171,9 @@ def _conv2d(m: nn.Conv2d, a: torch.Tensor, e: torch.Tensor, names: dict[str, str
             sums["weight"] = lambda c: torch.nn.grad.conv2d_weight(
                 a, shape, e * c.view(-1, 1, 1, 1), m.stride, m.padding, m.dilation
             )
-        else:  # per-example gradients at once: the batch as B groups of one convolution
-            per_example = torch.nn.grad.conv2d_weight(
-                a.reshape(1, -1, *a.shape[2:]), (B * shape[0], *shape[1:]), e.reshape(1, -1, *e.shape[2:]),
-                m.stride, m.padding, m.dilation, groups=B,
-            ).view(B, *shape)
-            sq, sums["weight"] = _direct(per_example)
+        else:
+            sq, weighted = _direct(_conv2d_per_example(m, a, e))
+            sums["weight"] = lambda c: weighted(c).permute(0, 3, 1, 2).contiguous()  # (p, kh, kw, c_in) -> the weight's layout
             squares.append(sq)
     if "bias" in names:
         sq, sums["bias"] = _direct(e.sum((2, 3)))
@@ -186,6 +244,7 @@ def book_keeping_clipped_sum(
     Raises :class:`NotExact` where the model is outside the rules (see the module docstring).
     """
     layers = trainable_layers(model)
+    _scratch.reset()
     calls: list[_Call] = []
 
     def store(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:

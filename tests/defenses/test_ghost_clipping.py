@@ -138,3 +138,33 @@ def test_clipping_is_fast_by_default_and_checked():
     assert build_defense("dp-sgd:noise_multiplier=1").config.clipping == "fast"
     with pytest.raises(GradleakError, match="clipping"):
         build_defense("dp-sgd:noise_multiplier=1,clipping=ghost")
+
+
+@pytest.mark.parametrize("block", [1 << 18, 1200])  # all examples in one block, and blocks of two or three
+def test_conv_shapes_match_the_reference(monkeypatch, block):
+    """Strides, dilation, padding and kernels that differ per axis, and no bias, through the patch gather."""
+    monkeypatch.setattr("gradleak.defenses.ghost_clipping.BLOCK_FLOATS", block)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 5, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2), bias=False), nn.Sigmoid(),
+        nn.Conv2d(5, 3, 3, stride=2, padding=0), nn.Flatten(), nn.LazyLinear(10),
+    ).double()
+    x, y = torch.rand(5, 2, 9, 7, dtype=torch.float64), torch.arange(5)
+    model(x)  # materialises the lazy Linear
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    per_example = per_example_gradients(model, params, x, y)
+    norms = torch.sqrt(sum(g.flatten(1).square().sum(1) for g in per_example.values()))
+    for clip in clips(norms).values():
+        assert_same_sum(book_keeping_clipped_sum(model, params, x, y, clip), clipped_sum(per_example, clip), rtol=1e-10)
+
+
+def test_a_result_outlives_the_next_call():
+    """The per-thread scratch memory is reused by the next call; what a call returned must not change."""
+    model, params, x, y = setup("lenet-zhu", 8)
+    book_keeping_clipped_sum(model, params, x, y, 0.1)  # the scratch grows to fit, so the calls below share it
+    first = book_keeping_clipped_sum(model, params, x, y, 0.1)
+    kept = {n: g.clone() for n, g in first.items()}
+    other, other_params, x2, y2 = setup("lenet-zhu", 3, seed=1)
+    book_keeping_clipped_sum(other, other_params, x2, y2, 10.0)
+    for name in kept:
+        torch.testing.assert_close(first[name], kept[name], rtol=0, atol=0)
