@@ -109,8 +109,9 @@ class _Scratch(threading.local):
 
     Allocated afresh each step, these few MB went back to the OS at the step's end and were
     faulted back in at the next, a thousand page faults a step on LeNet-Zhu at batch 64, in some
-    processes and not others. Slices are handed out in order and all taken back at :meth:`reset`;
-    nothing taken escapes :func:`book_keeping_clipped_sum`.
+    processes and not others. Slices are handed out in order and all taken back at :meth:`reset`,
+    which sizes the buffer to what the last call took; nothing taken escapes
+    :func:`book_keeping_clipped_sum`.
     """
 
     def __init__(self) -> None:
@@ -118,15 +119,17 @@ class _Scratch(threading.local):
         self.used: dict[tuple[torch.device, torch.dtype], int] = {}
 
     def reset(self) -> None:
+        for (device, dtype), need in self.used.items():
+            if (device, dtype) not in self.buffers or self.buffers[device, dtype].numel() < need:
+                self.buffers[device, dtype] = torch.empty(need, dtype=dtype, device=device)
         self.used.clear()
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         key, numel = (like.device, like.dtype), math.prod(shape)
         used, buffer = self.used.get(key, 0), self.buffers.get(key)
-        if buffer is None or used + numel > buffer.numel():
-            # Earlier slices keep the old buffer alive until the call ends; the next call fits in this one.
-            buffer = self.buffers[key] = like.new_empty(used + numel + (0 if buffer is None else buffer.numel()))
         self.used[key] = used + (numel + 15) // 16 * 16  # 64-byte aligned float32 slices
+        if buffer is None or used + numel > buffer.numel():
+            return like.new_empty(shape)  # outgrown: this call allocates, the next fits
         return buffer[used : used + numel].view(shape)
 
 
