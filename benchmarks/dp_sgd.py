@@ -8,8 +8,8 @@ ghost clipping) and ``clipping=vmap`` (per-example gradients), Opacus's ``GradSa
 two backward passes).
 
 Each mode runs in processes of its own, as a user's training runs. In one shared process, one
-mode's allocations move the C allocator's heap thresholds for the next (Opacus frees ~10 MB of
-patches a step), so a mode's time would depend on its neighbour's page faults; and whether a
+mode's allocations move the C allocator's heap thresholds for the next (Opacus frees ~15 MB of
+unfolded patches a step), so a mode's time would depend on its neighbour's page faults; and whether a
 process page-faults every step depends on how its heap happened to be laid out, so each mode runs
 in ``--processes`` of them (default 2) and the median is over all their steps. The processes are
 timed in interleaved rounds (one step each in turn), so machine noise hits them alike; what
