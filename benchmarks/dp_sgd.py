@@ -168,6 +168,7 @@ class Worker:
     """One mode's step in a process of its own, timed one step per request (a line on its stdin)."""
 
     def __init__(self, case: str, mode: str, args: argparse.Namespace) -> None:
+        self.mode = mode
         command = [sys.executable, __file__, "--worker-of", mode, "--case", case, "--device", args.device, "--threads", str(args.threads)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -176,7 +177,7 @@ class Worker:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"benchmark worker {self.process.args[3]} exited with {self.process.wait()}")
+            raise RuntimeError(f"benchmark worker {self.mode} exited with {self.process.wait()}")
         return float(line)
 
     def close(self) -> None:

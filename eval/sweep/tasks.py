@@ -73,7 +73,8 @@ def run_tasks(
     ``execute`` must be a module-level function (it is sent to the workers by name). A task
     that raises :class:`GradleakError` is reported in the outcome and not recorded, so the next
     invocation retries it; the others go on. ``compute``: the settings every task runs under
-    (default: this process's current ones). ``backend`` runs the tasks elsewhere (Ray: see
+    (default: this process's current ones; other ones run in a worker process even with
+    ``workers=1``, so the caller's settings are never changed). ``backend`` runs the tasks elsewhere (Ray: see
     :mod:`~gradleak.eval.sweep.backends`) under the same ``compute`` and hands each result to the same
     ``finish``; ``None`` is the process pool.
     """
@@ -97,12 +98,11 @@ def run_tasks(
     try:
         if backend is not None:
             backend(todo, execute, workers, compute, finish)
-        elif workers <= 1:
-            with compute.applied():
-                for task in todo:
-                    finish(task, *_attempt(execute, task))
-        else:
-            _parallel(todo, execute, workers, compute, finish)
+        elif workers <= 1 and compute == Compute.current():
+            for task in todo:
+                finish(task, *_attempt(execute, task))
+        else:  # other settings than the caller's run in worker processes: the caller's own stay untouched
+            _parallel(todo, execute, max(workers, 1), compute, finish)
     finally:
         bar.close()
     return outcome

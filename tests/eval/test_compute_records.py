@@ -1,5 +1,5 @@
-"""The runner runs every task under an explicit Compute, in the parent and in spawned workers, and
-records it; it leaves the caller's settings as they were."""
+"""The runner runs every task under an explicit Compute (in spawned workers when it differs from the
+caller's) and records it; it leaves the caller's settings as they were."""
 
 from __future__ import annotations
 
